@@ -1,0 +1,183 @@
+// CPU kernel benchmarks on the shapes of bitnet-b1.58-2B-4T, single-threaded, for every level
+// this CPU supports (the level is part of each benchmark's name). Bytes are weight bytes, so
+// bytes_per_second of a GEMV is its weight streaming bandwidth; items are multiply-adds.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "kernels/cpu/kernels.h"
+
+namespace bitnet::cpu {
+namespace {
+
+// Fast deterministic filler; the statistics of the data do not affect the kernels' speed.
+struct XorShift {
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    uint32_t next() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        return static_cast<uint32_t>(s >> 32);
+    }
+    float uniform() { return static_cast<float>(next() >> 8) * (2.f / 16777216.f) - 1.f; }
+};
+
+struct TernaryWeights {
+    int rows, cols;
+    AlignedBuffer<uint8_t> data;
+    TernaryWeights(int r, int c)
+        : rows(r), cols(c), data(static_cast<size_t>(r) * round_up(c, kTernaryBlock) / 4) {
+        XorShift rng;
+        for (size_t i = 0; i < data.size(); ++i) {
+            uint8_t b = 0;
+            for (int j = 0; j < 4; ++j) b = static_cast<uint8_t>(b | ((rng.next() % 3) << (2 * j)));
+            data[i] = b;
+        }
+    }
+    TernaryMatrixView view() const {
+        return {data.data(), rows, cols, round_up(cols, kTernaryBlock)};
+    }
+};
+
+struct Activations {
+    int rows, stride;
+    AlignedBuffer<int8_t> q;
+    std::vector<int32_t> row_sum;
+    std::vector<float> out_scale;
+    Activations(int m, int cols)
+        : rows(m),
+          stride(round_up(cols, kTernaryBlock)),
+          q(static_cast<size_t>(m) * stride),
+          row_sum(m),
+          out_scale(m) {
+        XorShift rng;
+        std::vector<float> x(cols);
+        for (int i = 0; i < m; ++i) {
+            for (float& v : x) v = rng.uniform();
+            const float s = scalar_kernels().quantize_row_i8(
+                x.data(), cols, stride, q.data() + static_cast<size_t>(i) * stride, &row_sum[i]);
+            out_scale[i] = 1.f / s;
+        }
+    }
+    QuantizedActivations view() const {
+        return {q.data(), row_sum.data(), out_scale.data(), rows, stride};
+    }
+};
+
+// Built on first use and shared by every level, so setup is paid once per shape.
+template <typename T, typename... Args>
+const T& cached(Args... args) {
+    static std::map<std::pair<int, int>, std::unique_ptr<T>> cache;
+    auto& slot = cache[std::pair<int, int>(args...)];
+    if (!slot) slot = std::make_unique<T>(args...);
+    return *slot;
+}
+
+void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m) {
+    const KernelTable& k = kernels(isa);
+    const TernaryWeights& w = cached<TernaryWeights>(rows, cols);
+    const Activations& x = cached<Activations>(m, cols);
+    std::vector<float> y(static_cast<size_t>(m) * rows);
+    for (auto _ : state) {
+        k.ternary_gemm(w.view(), 0, rows, x.view(), y.data(), rows);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(w.data.size()));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * m *
+                            static_cast<int64_t>(rows) * cols);
+}
+
+struct Bf16Matrix {
+    AlignedBuffer<uint16_t> data;
+    Bf16Matrix(int rows, int cols) : data(static_cast<size_t>(rows) * cols, false) {
+        XorShift rng;
+        // Sign and mantissa random, exponent fixed: finite values around 2^-7.
+        for (size_t i = 0; i < data.size(); ++i)
+            data[i] = static_cast<uint16_t>(0x3c00u | (rng.next() & 0x807fu));
+    }
+};
+
+void bench_lm_head(benchmark::State& state, Isa isa, int rows, int cols) {
+    const KernelTable& k = kernels(isa);
+    const Bf16Matrix& w = cached<Bf16Matrix>(rows, cols);
+    std::vector<float> x(cols), y(rows);
+    XorShift rng;
+    for (float& v : x) v = rng.uniform();
+    for (auto _ : state) {
+        k.dense_gemm_bf16(w.data.data(), cols, 0, rows, x.data(), 1, cols, y.data(), rows);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(w.data.bytes()));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(rows) *
+                            cols);
+}
+
+void bench_quantize(benchmark::State& state, Isa isa, int n) {
+    const KernelTable& k = kernels(isa);
+    std::vector<float> x(n);
+    XorShift rng;
+    for (float& v : x) v = rng.uniform();
+    std::vector<int8_t> q(round_up(n, kTernaryBlock));
+    int32_t sum = 0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(
+            k.quantize_row_i8(x.data(), n, static_cast<int>(q.size()), q.data(), &sum));
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * n *
+                            static_cast<int64_t>(sizeof(float)));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+
+void register_all() {
+    struct Shape {
+        const char* name;
+        int rows, cols;
+    };
+    const Shape shapes[] = {
+        {"qkv", 3840, 2560}, {"o", 2560, 2560}, {"gate_up", 13824, 2560}, {"down", 2560, 6912}};
+    for (Isa isa : supported_isas()) {
+        const std::string level = isa_name(isa);
+        for (const Shape& s : shapes) {
+            for (int m : {1, 8, 128}) {
+                // The scalar reference would take seconds per prefill call; its GEMV is the
+                // baseline.
+                if (isa == Isa::Scalar && m > 1) continue;
+                const std::string name = "ternary_gemm/" + level + "/" + s.name + "_" +
+                                         std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                                         "/M=" + std::to_string(m);
+                benchmark::RegisterBenchmark(name.c_str(), bench_ternary, isa, s.rows, s.cols, m)
+                    ->Unit(benchmark::kMicrosecond);
+            }
+        }
+        benchmark::RegisterBenchmark(
+            ("dense_gemm_bf16/" + level + "/lm_head_128256x2560/M=1").c_str(), bench_lm_head, isa,
+            128256, 2560)
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark(("quantize_row_i8/" + level + "/2560").c_str(), bench_quantize,
+                                     isa, 2560)
+            ->Unit(benchmark::kNanosecond);
+    }
+}
+
+}  // namespace
+}  // namespace bitnet::cpu
+
+int main(int argc, char** argv) {
+    bitnet::cpu::register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

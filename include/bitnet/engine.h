@@ -1,0 +1,148 @@
+// The three levels of the API.
+//
+//   Simple:    bitnet::InferenceEngine engine;                     // Device::Auto, all cores
+//              auto model = engine.load_model("path/to/model");
+//              bitnet::Tensor logits = engine.infer(*model, ids);  // ids [T] or [B, T] int32
+//
+//   Advanced:  auto engine = bitnet::InferenceEngine::builder()
+//                  .threads(2).batch_size(16).memory_pool_size(256 << 20)
+//                  .use_gpu(false).kv_cache_type(bitnet::KVCacheType::F16).build();
+//
+//   Incremental: sessions keep a KV cache per sequence; forward() runs prefill and decode steps
+//              of many sessions of different lengths in one batched pass.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bitnet/error.h"
+#include "bitnet/model.h"
+#include "bitnet/tensor.h"
+
+namespace bitnet {
+
+enum class KVCacheType { F32, F16, BF16 };
+const char* kv_cache_type_name(KVCacheType type) noexcept;
+
+// CPU kernel level; Auto picks the best the CPU supports (or the BITNET_CPU_ISA variable).
+enum class CpuKernelLevel { Auto, Scalar, AVX2, AVX512, AVX512VNNI };
+
+struct EngineOptions {
+    Device device = Device::Auto;
+    int threads = 0;          // 0: every core this process may use
+    int max_batch_size = 16;  // sequences in one forward pass
+    size_t memory_pool_bytes = 0;  // activation pool limit; 0: grows as needed
+    CpuKernelLevel kernel_level = CpuKernelLevel::Auto;
+    KVCacheType kv_cache_type = KVCacheType::F32;  // F32 is the exact mode
+};
+
+struct MemoryStats {
+    size_t pool_capacity_bytes = 0;
+    size_t pool_peak_bytes = 0;
+    size_t pool_block_allocations = 0;
+    size_t kv_cache_bytes = 0;  // held by live sessions of this engine
+    int live_sessions = 0;
+};
+
+class InferenceEngine;
+
+// One sequence's state: its KV cache and position. Created by an engine, used with that engine.
+class Session {
+public:
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    int position() const noexcept;  // tokens already in the cache
+    int capacity() const noexcept;  // tokens the cache can hold
+    void reset() noexcept;          // forget the tokens, keep the memory
+    const Model& model() const noexcept;
+
+    struct Impl;
+    Impl& impl() noexcept { return *impl_; }
+
+private:
+    friend class InferenceEngine;
+    explicit Session(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// One sequence's part in a batched forward pass.
+struct SequenceStep {
+    Session* session = nullptr;
+    std::span<const int32_t> tokens;  // new tokens, appended to the session's cache
+    bool all_logits = false;          // logits for every new token, else the last only
+};
+
+struct InferOptions {
+    bool all_logits = false;     // logits for every position, else the last
+    bool hidden_states = false;  // also return the residual stream after every layer
+};
+
+struct InferResult {
+    // Per input sequence: [T, vocab] with all_logits, else [1, vocab].
+    std::vector<Tensor> logits;
+    // Per input sequence, with hidden_states: layers + 1 tensors [T, hidden]: the embedding
+    // output, the residual stream after each layer, and (last) after the final norm.
+    std::vector<std::vector<Tensor>> hidden;
+};
+
+class EngineBuilder {
+public:
+    EngineBuilder& device(Device d) { options_.device = d; return *this; }
+    EngineBuilder& use_gpu(bool on) { options_.device = on ? Device::Auto : Device::CPU; return *this; }
+    EngineBuilder& threads(int n) { options_.threads = n; return *this; }
+    EngineBuilder& batch_size(int n) { options_.max_batch_size = n; return *this; }
+    EngineBuilder& memory_pool_size(size_t bytes) { options_.memory_pool_bytes = bytes; return *this; }
+    EngineBuilder& kernel_level(CpuKernelLevel level) { options_.kernel_level = level; return *this; }
+    EngineBuilder& kv_cache_type(KVCacheType type) { options_.kv_cache_type = type; return *this; }
+    std::unique_ptr<InferenceEngine> build() const;
+
+private:
+    EngineOptions options_;
+};
+
+class InferenceEngine {
+public:
+    InferenceEngine();  // the defaults of EngineOptions
+    explicit InferenceEngine(const EngineOptions& options);
+    ~InferenceEngine();
+    InferenceEngine(const InferenceEngine&) = delete;
+    InferenceEngine& operator=(const InferenceEngine&) = delete;
+
+    static EngineBuilder builder() { return {}; }
+
+    std::shared_ptr<const Model> load_model(const std::string& path) const;
+
+    // Token ids in ([T] or [B, T] int32), logits of the last position out ([vocab] or [B, vocab]).
+    Tensor infer(const Model& model, const Tensor& token_ids);
+    // Sequences of any lengths, with all-position logits and hidden states on request.
+    InferResult infer(const Model& model, const std::vector<std::vector<int32_t>>& sequences,
+                      const InferOptions& options = {});
+
+    // A session whose cache holds up to max_tokens (0: the model's max_position_embeddings).
+    std::unique_ptr<Session> create_session(std::shared_ptr<const Model> model, int max_tokens = 0);
+    // Appends each step's tokens to its session and returns its logits ([n, vocab] per step:
+    // n = tokens with all_logits, else 1). All sessions must belong to this engine's device.
+    std::vector<Tensor> forward(std::span<const SequenceStep> steps);
+    Tensor forward(Session& session, std::span<const int32_t> tokens, bool all_logits = false);
+
+    const EngineOptions& options() const noexcept;
+    Device device() const noexcept;          // the device actually used
+    std::string kernel_level() const;        // e.g. "avx512vnni"
+    int threads() const noexcept;
+    MemoryStats memory_stats() const;
+
+    // Internals, for the library's own tests and tools.
+    struct Impl;
+    Impl& impl() noexcept { return *impl_; }
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bitnet

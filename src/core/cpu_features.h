@@ -1,0 +1,18 @@
+// What the CPU and OS let us run, read once from CPUID/XGETBV.
+#pragma once
+
+namespace bitnet {
+
+struct CpuFeatures {
+    bool avx2 = false;  // with FMA and F16C
+    bool avx512 = false;  // F + BW + DQ + VL, and the OS saves the ZMM state
+    bool avx512_vnni = false;
+    bool avx512_bf16 = false;
+};
+
+const CpuFeatures& cpu_features();
+
+// Cores this process may run on (affinity mask), at least 1.
+int available_cores();
+
+}  // namespace bitnet

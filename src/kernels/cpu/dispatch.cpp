@@ -1,0 +1,93 @@
+// Chooses the kernel level at run time: the best the CPU supports, or the one BITNET_CPU_ISA
+// names (so tests and benchmarks can run each level on one machine).
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+#include "bitnet/error.h"
+#include "core/cpu_features.h"
+#include "kernels/cpu/kernels.h"
+
+namespace bitnet::cpu {
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar:
+            return "scalar";
+        case Isa::AVX2:
+            return "avx2";
+        case Isa::AVX512:
+            return "avx512";
+        case Isa::AVX512VNNI:
+            return "avx512vnni";
+    }
+    return "unknown";
+}
+
+Isa parse_isa(const std::string& name) {
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (int i = 0; i < kIsaCount; ++i) {
+        if (lower == isa_name(static_cast<Isa>(i))) return static_cast<Isa>(i);
+    }
+    throw Error(ErrorCode::InvalidArgument,
+                "unknown CPU kernel level '" + name + "' (expected scalar, avx2, avx512 or avx512vnni)");
+}
+
+static const KernelTable* built_table(Isa isa) {
+    switch (isa) {
+        case Isa::Scalar:
+            return &scalar_kernels();
+        case Isa::AVX2:
+            return avx2_kernels();
+        case Isa::AVX512:
+            return avx512_kernels();
+        case Isa::AVX512VNNI:
+            return avx512vnni_kernels();
+    }
+    return nullptr;
+}
+
+bool isa_supported(Isa isa) {
+    if (built_table(isa) == nullptr) return false;
+    const CpuFeatures& f = cpu_features();
+    switch (isa) {
+        case Isa::Scalar:
+            return true;
+        case Isa::AVX2:
+            return f.avx2;
+        case Isa::AVX512:
+            return f.avx512;
+        case Isa::AVX512VNNI:
+            return f.avx512_vnni;
+    }
+    return false;
+}
+
+std::vector<Isa> supported_isas() {
+    std::vector<Isa> out;
+    for (int i = 0; i < kIsaCount; ++i) {
+        if (isa_supported(static_cast<Isa>(i))) out.push_back(static_cast<Isa>(i));
+    }
+    return out;
+}
+
+Isa select_isa() {
+    if (const char* forced = std::getenv("BITNET_CPU_ISA"); forced != nullptr && *forced != '\0') {
+        const Isa isa = parse_isa(forced);
+        if (!isa_supported(isa)) {
+            throw Error(ErrorCode::UnsupportedFormat, std::string("BITNET_CPU_ISA=") + forced +
+                                                          " is not supported by this CPU or build");
+        }
+        return isa;
+    }
+    return supported_isas().back();
+}
+
+const KernelTable& kernels(Isa isa) {
+    const KernelTable* table = isa_supported(isa) ? built_table(isa) : nullptr;
+    return table != nullptr ? *table : scalar_kernels();
+}
+
+}  // namespace bitnet::cpu

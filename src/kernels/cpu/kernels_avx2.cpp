@@ -1,0 +1,546 @@
+// AVX2 + FMA + F16C kernels. Everything but the table getter lives in an anonymous namespace.
+//
+// Only intrinsics and C library calls are used here, never std:: or project inline functions:
+// an out-of-line copy of such a function built with -mavx2 is a weak symbol the linker may pick
+// for callers in objects meant to run on CPUs without AVX2.
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/kernels.h"
+
+namespace bitnet::cpu {
+namespace {
+
+template <int N>
+struct Int {
+    static constexpr int value = N;
+};
+
+// Eight -1 then eight 0: loading 8 ints from kMaskTable + 8 - n gives a mask of n lanes.
+alignas(64) constexpr int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                0,  0,  0,  0,  0,  0,  0,  0};
+
+inline __m256i mask8(int n) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - n));
+}
+
+// n < 8 floats, zero-filled; maskload never touches the lanes past n.
+inline __m256 load_tail_ps(const float* p, int n) {
+    return _mm256_maskload_ps(p, mask8(n));
+}
+inline void store_tail_ps(float* p, int n, __m256 v) {
+    _mm256_maskstore_ps(p, mask8(n), v);
+}
+
+// n < 8 16-bit values, zero-filled (AVX2 has no 16-bit masked load).
+inline __m128i load_tail_u16(const uint16_t* p, int n) {
+    alignas(16) uint16_t buf[8] = {};
+    memcpy(buf, p, static_cast<size_t>(n) * sizeof(uint16_t));
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
+}
+
+inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline float hmax_ps(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+// Four horizontal sums at once: {sum(a), sum(b), sum(c), sum(d)}.
+inline __m128i reduce4_epi32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+    const __m256i v =
+        _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+inline __m128 reduce4_ps(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 ab = _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+    const __m256 cd = _mm256_add_ps(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+    const __m256d abd = _mm256_castps_pd(ab);
+    const __m256d cdd = _mm256_castps_pd(cd);
+    const __m256 v = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(abd, cdd)),
+                                   _mm256_castpd_ps(_mm256_unpackhi_pd(abd, cdd)));
+    return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+
+template <int N>
+inline void reduce_all(const __m256i* v, int32_t* out) {
+    int i = 0;
+    for (; i + 4 <= N; i += 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                         reduce4_epi32(v[i], v[i + 1], v[i + 2], v[i + 3]));
+    }
+    for (; i < N; ++i) out[i] = hsum_epi32(v[i]);
+}
+
+template <int N>
+inline void reduce_all(const __m256* v, float* out) {
+    int i = 0;
+    for (; i + 4 <= N; i += 4)
+        _mm_storeu_ps(out + i, reduce4_ps(v[i], v[i + 1], v[i + 2], v[i + 3]));
+    for (; i < N; ++i) out[i] = hsum_ps(v[i]);
+}
+
+// Runs tile(Int<RT'>, Int<MT'>, r, m) over matrix rows [r_begin, r_end) x activation rows
+// [0, n_m). Matrix rows are the outer loop, so a tile's weights stay in L1 while every
+// activation row passes over them and each weight byte is read from memory once.
+template <int RT, int MT, typename Tile>
+inline void m_tail(int r, int m, int rem, Tile& tile) {
+    if constexpr (MT == 1) {
+        tile(Int<RT>{}, Int<1>{}, r, m);
+    } else if (rem == MT) {
+        tile(Int<RT>{}, Int<MT>{}, r, m);
+    } else {
+        m_tail<RT, MT - 1>(r, m, rem, tile);
+    }
+}
+
+template <int RT, int MT, typename Tile>
+void for_tiles(int r_begin, int r_end, int n_m, Tile& tile) {
+    auto all_m = [&](auto rt, int r) {
+        constexpr int R = decltype(rt)::value;
+        int m = 0;
+        for (; m + MT <= n_m; m += MT) tile(rt, Int<MT>{}, r, m);
+        if constexpr (MT > 1) {
+            if (m < n_m) m_tail<R, MT - 1>(r, m, n_m - m, tile);
+        }
+    };
+    int r = r_begin;
+    for (; r + RT <= r_end; r += RT) all_m(Int<RT>{}, r);
+    for (; r < r_end; ++r) all_m(Int<1>{}, r);
+}
+
+// ---- activation quantisation -------------------------------------------------------------
+
+inline __m256i quantize8(__m256 x, __m256 scale) {
+    // vcvtps2dq rounds half to even under the default MXCSR, as nearbyint does.
+    const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(x, scale));
+    return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(-128)), _mm256_set1_epi32(127));
+}
+
+float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vmax = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+    if (i < n) vmax = _mm256_max_ps(vmax, _mm256_and_ps(load_tail_ps(x + i, n - i), abs_mask));
+    const float amax = hmax_ps(vmax);
+    const float scale = 127.f / (amax < 1e-5f ? 1e-5f : amax);
+
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256i vsum = _mm256_setzero_si256();
+    // packs interleave 128-bit lanes: after both packs the bytes are in 4-byte groups
+    // a0 b0 c0 d0 | a1 b1 c1 d1; the permute restores a0 a1 b0 b1 c0 c1 d0 d1.
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (i = 0; i + 32 <= n; i += 32) {
+        const __m256i a = quantize8(_mm256_loadu_ps(x + i), vs);
+        const __m256i b = quantize8(_mm256_loadu_ps(x + i + 8), vs);
+        const __m256i c = quantize8(_mm256_loadu_ps(x + i + 16), vs);
+        const __m256i d = quantize8(_mm256_loadu_ps(x + i + 24), vs);
+        vsum = _mm256_add_epi32(vsum,
+                                _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d)));
+        const __m256i bytes =
+            _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                            _mm256_permutevar8x32_epi32(bytes, order));
+    }
+    for (; i < n; i += 8) {
+        const int len = n - i < 8 ? n - i : 8;
+        const __m256i v = quantize8(load_tail_ps(x + i, len), vs);
+        vsum = _mm256_add_epi32(vsum, v);  // lanes past n quantise 0
+        alignas(32) int32_t tmp[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v);
+        for (int j = 0; j < len; ++j) q[i + j] = static_cast<int8_t>(tmp[j]);
+    }
+    if (n_pad > n) memset(q + n, 0, static_cast<size_t>(n_pad - n));
+    *sum = hsum_epi32(vsum);
+    return scale;
+}
+
+// ---- ternary GEMM -------------------------------------------------------------------------
+//
+// A 64-byte block holds 256 codes; for its 32-byte half h, (half >> 2s) & 3 are the codes of
+// k = 64s + 32h .. 64s + 32h + 31, so each shift pairs with one contiguous 32-byte activation
+// load. Codes are 0..2 (unsigned), activations int8, so vpmaddubsw forms the products and
+// sum(q * code) - sum(q) is the dot product with the weights code - 1. Each vpmaddubsw lane is
+// within +-512, so the eight of one block are summed in 16 bits before one vpmaddwd widens them.
+
+constexpr int kTernaryRows = 2;  // 16 registers: 2 x 2 32-bit + 2 x 2 16-bit accumulators
+constexpr int kTernaryCols = 2;
+constexpr int kTernaryGemvRows = 4;
+
+template <int RT, int MT>
+inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
+                         float* y, int ldy) {
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;  // not row_bytes(): see top
+    const int n_blocks = w.cols_padded / kTernaryBlock;
+    const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
+    const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
+    const __m256i mask3 = _mm256_set1_epi8(3);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
+
+    for (int b = 0; b < n_blocks; ++b) {
+        __m256i acc16[RT * MT];
+        for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            __m256i wv[RT];
+            for (int i = 0; i < RT; ++i) {
+                wv[i] = _mm256_loadu_si256(
+                    reinterpret_cast<const __m256i*>(wp + i * row_bytes + b * 64 + h * 32));
+            }
+            for (int s = 0; s < 4; ++s) {
+                __m256i xv[MT];
+                for (int j = 0; j < MT; ++j) {
+                    xv[j] = _mm256_loadu_si256(
+                        reinterpret_cast<const __m256i*>(xp + static_cast<size_t>(j) * x.stride +
+                                                         b * kTernaryBlock + s * 64 + h * 32));
+                }
+                for (int i = 0; i < RT; ++i) {
+                    const __m256i c = _mm256_and_si256(wv[i], mask3);
+                    wv[i] = _mm256_srli_epi16(wv[i], 2);
+                    for (int j = 0; j < MT; ++j) {
+                        acc16[i * MT + j] =
+                            _mm256_add_epi16(acc16[i * MT + j], _mm256_maddubs_epi16(c, xv[j]));
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < RT * MT; ++i) {
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
+        }
+    }
+
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+    }
+}
+
+void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
+                  float* y, int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m) {
+        ternary_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
+    };
+    if (x.rows == 1) {
+        for_tiles<kTernaryGemvRows, 1>(r_begin, r_end, 1, tile);
+    } else {
+        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
+    }
+}
+
+// ---- dense GEMM (lm_head) -------------------------------------------------------------------
+
+inline __m256 bf16x8_to_ps(__m128i h) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+inline __m256 load_w(const float* p) {
+    return _mm256_loadu_ps(p);
+}
+inline __m256 load_w(const uint16_t* p) {
+    return bf16x8_to_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256 load_w_tail(const float* p, int n) {
+    return load_tail_ps(p, n);
+}
+inline __m256 load_w_tail(const uint16_t* p, int n) {
+    return bf16x8_to_ps(load_tail_u16(p, n));
+}
+
+template <int RT, int MT, typename W>
+inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx, float* y,
+                       int ldy) {
+    __m256 acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_ps();
+    const W* wr = w + static_cast<size_t>(r) * k;
+    const float* xm = x + static_cast<size_t>(m) * ldx;
+    auto step = [&](int kk, auto load_x, auto load_wv) {
+        __m256 xv[MT];
+        for (int j = 0; j < MT; ++j) xv[j] = load_x(xm + static_cast<size_t>(j) * ldx + kk);
+        for (int i = 0; i < RT; ++i) {
+            const __m256 wv = load_wv(wr + static_cast<size_t>(i) * k + kk);
+            for (int j = 0; j < MT; ++j)
+                acc[i * MT + j] = _mm256_fmadd_ps(wv, xv[j], acc[i * MT + j]);
+        }
+    };
+    int kk = 0;
+    for (; kk + 8 <= k; kk += 8) {
+        step(
+            kk, [](const float* p) { return _mm256_loadu_ps(p); },
+            [](const W* p) { return load_w(p); });
+    }
+    if (kk < k) {
+        const int n = k - kk;
+        step(
+            kk, [n](const float* p) { return load_tail_ps(p, n); },
+            [n](const W* p) { return load_w_tail(p, n); });
+    }
+    float sums[RT * MT];
+    reduce_all<RT * MT>(acc, sums);
+    for (int j = 0; j < MT; ++j) {
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) yr[i] = sums[i * MT + j];
+    }
+}
+
+template <typename W>
+void dense_gemm(const W* w, int k, int r_begin, int r_end, const float* x, int m, int ldx, float* y,
+                int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
+    };
+    for_tiles<4, 2>(r_begin, r_end, m, tile);
+}
+
+void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                    float* y, int ldy) {
+    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
+    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+// ---- element-wise kernels -------------------------------------------------------------------
+
+// exp(x) for x <= 0 (softmax after the max shift, sigmoid of -|g|), within about 1 ulp.
+// x = n ln2 + r with |r| <= ln2 / 2; exp(r) by its degree-7 Taylor polynomial (truncation
+// error below 1e-8 relative). 2^n is applied as 2^(n + 64) * 2^-64 so that results in the
+// subnormal range are rounded once, like expf. Inputs below -110 (and -inf) give 0.
+inline __m256 exp_nonpos(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-110.f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182464599609375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-1.904654299957768e-9f), r);
+    __m256 p = _mm256_set1_ps(1.f / 5040.f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127 + 64)), 23);
+    return _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_set1_ps(0x1p-64f));
+}
+
+// Applies f to 8-float chunks of [0, n): full loads and stores, then one masked tail chunk.
+template <typename F>
+inline void for_chunks(int n, F f) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) f(i, 8);
+    if (i < n) f(i, n - i);
+}
+
+inline __m256 load8(const float* p, int len) {
+    return len == 8 ? _mm256_loadu_ps(p) : load_tail_ps(p, len);
+}
+inline void store8(float* p, int len, __m256 v) {
+    if (len == 8) {
+        _mm256_storeu_ps(p, v);
+    } else {
+        store_tail_ps(p, len, v);
+    }
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+    __m256 ss0 = _mm256_setzero_ps();
+    __m256 ss1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i);
+        const __m256 b = _mm256_loadu_ps(x + i + 8);
+        ss0 = _mm256_fmadd_ps(a, a, ss0);
+        ss1 = _mm256_fmadd_ps(b, b, ss1);
+    }
+    for (; i < n; i += 8) {
+        const __m256 a = load8(x + i, n - i < 8 ? n - i : 8);
+        ss0 = _mm256_fmadd_ps(a, a, ss0);
+    }
+    const float ss = hsum_ps(_mm256_add_ps(ss0, ss1));
+    const __m256 inv = _mm256_set1_ps(1.f / sqrtf(ss / static_cast<float>(n) + eps));
+    for_chunks(n, [&](int j, int len) {
+        const __m256 v = _mm256_mul_ps(load8(x + j, len), inv);
+        store8(out + j, len, _mm256_mul_ps(load8(w + j, len), v));
+    });
+}
+
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; ++h) {
+        float* v = x + static_cast<size_t>(h) * head_dim;
+        for_chunks(half, [&](int i, int len) {
+            const __m256 x1 = load8(v + i, len);
+            const __m256 x2 = load8(v + half + i, len);
+            const __m256 c = load8(cos + i, len);
+            const __m256 s = load8(sin + i, len);
+            store8(v + i, len, _mm256_fmsub_ps(x1, c, _mm256_mul_ps(x2, s)));
+            store8(v + half + i, len, _mm256_fmadd_ps(x2, c, _mm256_mul_ps(x1, s)));
+        });
+    }
+}
+
+void softmax(float* x, int n) {
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+    __m256 vmax = neg_inf;
+    for_chunks(n, [&](int i, int len) {
+        const __m256 v = len == 8 ? _mm256_loadu_ps(x + i)
+                                  : _mm256_blendv_ps(neg_inf, load_tail_ps(x + i, len),
+                                                     _mm256_castsi256_ps(mask8(len)));
+        vmax = _mm256_max_ps(vmax, v);
+    });
+    const __m256 mx = _mm256_set1_ps(hmax_ps(vmax));
+    __m256 vsum = _mm256_setzero_ps();
+    for_chunks(n, [&](int i, int len) {
+        __m256 e = exp_nonpos(_mm256_sub_ps(load8(x + i, len), mx));
+        if (len < 8) e = _mm256_and_ps(e, _mm256_castsi256_ps(mask8(len)));
+        vsum = _mm256_add_ps(vsum, e);
+        store8(x + i, len, e);
+    });
+    const __m256 inv = _mm256_set1_ps(1.f / hsum_ps(vsum));
+    for_chunks(n,
+               [&](int i, int len) { store8(x + i, len, _mm256_mul_ps(load8(x + i, len), inv)); });
+}
+
+void relu2_mul(const float* g, const float* u, float* out, int n) {
+    for_chunks(n, [&](int i, int len) {
+        const __m256 r = _mm256_max_ps(load8(g + i, len), _mm256_setzero_ps());
+        store8(out + i, len, _mm256_mul_ps(_mm256_mul_ps(r, r), load8(u + i, len)));
+    });
+}
+
+// silu(g) = g * sigmoid(g), with sigmoid from e = exp(-|g|) <= 1 so nothing overflows:
+// sigmoid(g) = 1 / (1 + e) for g >= 0 and e / (1 + e) otherwise.
+void silu_mul(const float* g, const float* u, float* out, int n) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 one = _mm256_set1_ps(1.f);
+    for_chunks(n, [&](int i, int len) {
+        const __m256 gv = load8(g + i, len);
+        const __m256 e =
+            exp_nonpos(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(gv, abs_mask)));
+        const __m256 neg = _mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_LT_OQ);
+        const __m256 sig = _mm256_div_ps(_mm256_blendv_ps(one, e, neg), _mm256_add_ps(one, e));
+        store8(out + i, len, _mm256_mul_ps(_mm256_mul_ps(gv, sig), load8(u + i, len)));
+    });
+}
+
+// ---- attention ------------------------------------------------------------------------------
+
+template <KvType T>
+inline __m256 load_kv(const void* base, size_t off, int len) {
+    if constexpr (T == KvType::F32) {
+        return load8(static_cast<const float*>(base) + off, len);
+    } else {
+        const uint16_t* p = static_cast<const uint16_t*>(base) + off;
+        const __m128i h =
+            len == 8 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : load_tail_u16(p, len);
+        if constexpr (T == KvType::F16) {
+            return _mm256_cvtph_ps(h);
+        } else {
+            return bf16x8_to_ps(h);
+        }
+    }
+}
+
+template <KvType T>
+void attention_impl(const AttentionHeadArgs& a) {
+    const int hd = a.head_dim;
+    // Scores, four keys at a time so one reduction serves four dot products.
+    int p = 0;
+    for (; p + 4 <= a.n_keys; p += 4) {
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                         _mm256_setzero_ps()};
+        for_chunks(hd, [&](int d, int len) {
+            const __m256 qv = load8(a.q + d, len);
+            for (int i = 0; i < 4; ++i) {
+                const __m256 kv =
+                    load_kv<T>(a.k, static_cast<size_t>(p + i) * a.row_stride + d, len);
+                acc[i] = _mm256_fmadd_ps(qv, kv, acc[i]);
+            }
+        });
+        _mm_storeu_ps(a.scratch + p,
+                      _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
+    }
+    for (; p < a.n_keys; ++p) {
+        __m256 acc = _mm256_setzero_ps();
+        for_chunks(hd, [&](int d, int len) {
+            const __m256 kv = load_kv<T>(a.k, static_cast<size_t>(p) * a.row_stride + d, len);
+            acc = _mm256_fmadd_ps(load8(a.q + d, len), kv, acc);
+        });
+        a.scratch[p] = hsum_ps(acc) * a.scale;
+    }
+
+    softmax(a.scratch, a.n_keys);
+
+    // Weighted sum of v, one 8-wide slice of head_dim at a time, held in registers across all
+    // keys; two accumulators halve the FMA dependency chain.
+    for_chunks(hd, [&](int d, int len) {
+        __m256 acc0 = _mm256_setzero_ps();
+        __m256 acc1 = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 2 <= a.n_keys; k += 2) {
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(a.scratch[k]),
+                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, len),
+                                   acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_set1_ps(a.scratch[k + 1]),
+                load_kv<T>(a.v, static_cast<size_t>(k + 1) * a.row_stride + d, len), acc1);
+        }
+        if (k < a.n_keys) {
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(a.scratch[k]),
+                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, len),
+                                   acc0);
+        }
+        store8(a.out + d, len, _mm256_add_ps(acc0, acc1));
+    });
+}
+
+void attention_head(const AttentionHeadArgs& a) {
+    switch (a.kv_type) {
+        case KvType::F32:
+            return attention_impl<KvType::F32>(a);
+        case KvType::F16:
+            return attention_impl<KvType::F16>(a);
+        case KvType::BF16:
+            return attention_impl<KvType::BF16>(a);
+    }
+}
+
+}  // namespace
+
+const KernelTable* avx2_kernels() {
+    static const KernelTable table{
+        Isa::AVX2, "avx2", quantize_row_i8, ternary_gemm, dense_gemm_f32, dense_gemm_bf16,
+        rms_norm,  rope,   softmax,         relu2_mul,    silu_mul,       attention_head,
+    };
+    return &table;
+}
+
+}  // namespace bitnet::cpu

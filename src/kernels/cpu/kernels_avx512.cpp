@@ -1,0 +1,492 @@
+// AVX-512 kernels (F/BW/DQ/VL), compiled twice: BITNET_VNNI=0 forms u8 x s8 products with
+// vpmaddubsw + vpmaddwd, BITNET_VNNI=1 with vpdpbusd. Everything but the table getter lives in
+// an anonymous namespace, so the two object files share no symbol.
+//
+// Only intrinsics and C library calls are used here, never std:: or project inline functions:
+// an out-of-line copy of such a function built with -mavx512f is a weak symbol the linker may
+// pick for callers in objects meant to run on CPUs without AVX-512.
+// GCC 12's _mm512_undefined_* self-initialise a variable, which -Wuninitialized reports at
+// every inlined use (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/kernels.h"
+
+#ifndef BITNET_VNNI
+#error "BITNET_VNNI must be 0 or 1"
+#endif
+
+namespace bitnet::cpu {
+namespace {
+
+template <int N>
+struct Int {
+    static constexpr int value = N;
+};
+
+// Lanes [0, n) of a 16-lane mask; n may exceed 16.
+inline __mmask16 mask16(int n) {
+    return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// Four horizontal sums at once: {sum(a), sum(b), sum(c), sum(d)}. Cheaper than four
+// separate reductions, which would cost a fifth of a short GEMV's time.
+inline __m128i reduce4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    const __m512i v =
+        _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+inline __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    const __m512d abd = _mm512_castps_pd(ab);
+    const __m512d cdd = _mm512_castps_pd(cd);
+    const __m512 v = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                                   _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
+    const __m256 h =
+        _mm256_add_ps(_mm512_castps512_ps256(v),
+                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// Horizontal sums of n vectors into out[0..n), four at a time.
+template <int N>
+inline void reduce_all(const __m512i* v, int32_t* out) {
+    int i = 0;
+    for (; i + 4 <= N; i += 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                         reduce4_epi32(v[i], v[i + 1], v[i + 2], v[i + 3]));
+    }
+    for (; i < N; ++i) out[i] = _mm512_reduce_add_epi32(v[i]);
+}
+
+template <int N>
+inline void reduce_all(const __m512* v, float* out) {
+    int i = 0;
+    for (; i + 4 <= N; i += 4)
+        _mm_storeu_ps(out + i, reduce4_ps(v[i], v[i + 1], v[i + 2], v[i + 3]));
+    for (; i < N; ++i) out[i] = _mm512_reduce_add_ps(v[i]);
+}
+
+// Runs tile(Int<RT'>, Int<MT'>, r, m) over matrix rows [r_begin, r_end) x activation rows
+// [0, n_m). Matrix rows are the outer loop, so a tile's weights stay in L1 while every
+// activation row passes over them and each weight byte is read from memory once.
+template <int RT, int MT, typename Tile>
+inline void m_tail(int r, int m, int rem, Tile& tile) {
+    if constexpr (MT == 1) {
+        tile(Int<RT>{}, Int<1>{}, r, m);
+    } else if (rem == MT) {
+        tile(Int<RT>{}, Int<MT>{}, r, m);
+    } else {
+        m_tail<RT, MT - 1>(r, m, rem, tile);
+    }
+}
+
+template <int RT, int MT, typename Tile>
+void for_tiles(int r_begin, int r_end, int n_m, Tile& tile) {
+    auto all_m = [&](auto rt, int r) {
+        constexpr int R = decltype(rt)::value;
+        int m = 0;
+        for (; m + MT <= n_m; m += MT) tile(rt, Int<MT>{}, r, m);
+        if constexpr (MT > 1) {
+            if (m < n_m) m_tail<R, MT - 1>(r, m, n_m - m, tile);
+        }
+    };
+    int r = r_begin;
+    for (; r + RT <= r_end; r += RT) all_m(Int<RT>{}, r);
+    for (; r < r_end; ++r) all_m(Int<1>{}, r);
+}
+
+// ---- activation quantisation -------------------------------------------------------------
+
+float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    __m512 vmax = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(mask16(n - i), x + i);
+        vmax = _mm512_max_ps(vmax, _mm512_and_ps(v, abs_mask));
+    }
+    const float amax = _mm512_reduce_max_ps(vmax);
+    const float scale = 127.f / (amax < 1e-5f ? 1e-5f : amax);
+
+    // vcvtps2dq rounds half to even under the default MXCSR, as nearbyint does.
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512i lo = _mm512_set1_epi32(-128);
+    const __m512i hi = _mm512_set1_epi32(127);
+    __m512i vsum = _mm512_setzero_si512();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
+        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+        vsum = _mm512_add_epi32(vsum, v);  // masked-off lanes are zero
+        _mm512_mask_cvtepi32_storeu_epi8(q + i, m, v);
+    }
+    if (n_pad > n) memset(q + n, 0, static_cast<size_t>(n_pad - n));
+    *sum = _mm512_reduce_add_epi32(vsum);
+    return scale;
+}
+
+// ---- ternary GEMM -------------------------------------------------------------------------
+//
+// A 64-byte block holds 256 codes; (block >> 2s) & 3 are the codes of k = 64s .. 64s + 63, so
+// each shift pairs with one contiguous 64-byte load of activations. Codes are 0..2 (unsigned),
+// activations int8: sum(q * code) - sum(q) is the dot product with the weights code - 1.
+
+#if BITNET_VNNI
+constexpr int kTernaryRows = 4;  // 4 x 4 accumulators + 4 weight + 4 activation registers
+constexpr int kTernaryCols = 4;
+#else
+constexpr int kTernaryRows = 4;  // the 16-bit partial sums double the accumulator count
+constexpr int kTernaryCols = 2;
+#endif
+constexpr int kTernaryGemvRows = 8;  // enough independent accumulators to hide latency
+
+template <int RT, int MT>
+inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
+                         float* y, int ldy) {
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;  // not row_bytes(): see top
+    const int n_blocks = w.cols_padded / kTernaryBlock;
+    const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
+    const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
+    const __m512i mask3 = _mm512_set1_epi8(3);
+#if !BITNET_VNNI
+    const __m512i ones = _mm512_set1_epi16(1);
+#endif
+    __m512i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
+
+    for (int b = 0; b < n_blocks; ++b) {
+        __m512i wv[RT];
+        for (int i = 0; i < RT; ++i) wv[i] = _mm512_loadu_si512(wp + i * row_bytes + b * 64);
+#if !BITNET_VNNI
+        // Each vpmaddubsw lane is within +-512, so four of them cannot overflow 16 bits.
+        __m512i acc16[RT * MT];
+        for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm512_setzero_si512();
+#endif
+        for (int s = 0; s < 4; ++s) {
+            __m512i xv[MT];
+            for (int j = 0; j < MT; ++j) {
+                xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride +
+                                           b * kTernaryBlock + s * 64);
+            }
+            for (int i = 0; i < RT; ++i) {
+                const __m512i c = _mm512_and_si512(wv[i], mask3);
+                wv[i] = _mm512_srli_epi16(wv[i], 2);
+                for (int j = 0; j < MT; ++j) {
+#if BITNET_VNNI
+                    acc[i * MT + j] = _mm512_dpbusd_epi32(acc[i * MT + j], c, xv[j]);
+#else
+                    acc16[i * MT + j] =
+                        _mm512_add_epi16(acc16[i * MT + j], _mm512_maddubs_epi16(c, xv[j]));
+#endif
+                }
+            }
+        }
+#if !BITNET_VNNI
+        for (int i = 0; i < RT * MT; ++i) {
+            acc[i] = _mm512_add_epi32(acc[i], _mm512_madd_epi16(acc16[i], ones));
+        }
+#endif
+    }
+
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+    }
+}
+
+void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
+                  float* y, int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m) {
+        ternary_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
+    };
+    if (x.rows == 1) {
+        for_tiles<kTernaryGemvRows, 1>(r_begin, r_end, 1, tile);
+    } else {
+        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
+    }
+}
+
+// ---- dense GEMM (lm_head) -------------------------------------------------------------------
+
+inline __m512 load_w(const float* p, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, p);
+}
+
+inline __m512 bf16x16_to_ps(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+inline __m512 load_w(const uint16_t* p, __mmask16 m) {
+    return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+template <int RT, int MT, typename W>
+inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx, float* y,
+                       int ldy) {
+    __m512 acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_ps();
+    const W* wr = w + static_cast<size_t>(r) * k;
+    const float* xm = x + static_cast<size_t>(m) * ldx;
+    for (int kk = 0; kk < k; kk += 16) {
+        const __mmask16 mask = mask16(k - kk);
+        __m512 xv[MT];
+        for (int j = 0; j < MT; ++j)
+            xv[j] = _mm512_maskz_loadu_ps(mask, xm + static_cast<size_t>(j) * ldx + kk);
+        for (int i = 0; i < RT; ++i) {
+            const __m512 wv = load_w(wr + static_cast<size_t>(i) * k + kk, mask);
+            for (int j = 0; j < MT; ++j)
+                acc[i * MT + j] = _mm512_fmadd_ps(wv, xv[j], acc[i * MT + j]);
+        }
+    }
+    float sums[RT * MT];
+    reduce_all<RT * MT>(acc, sums);
+    for (int j = 0; j < MT; ++j) {
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) yr[i] = sums[i * MT + j];
+    }
+}
+
+template <typename W>
+void dense_gemm(const W* w, int k, int r_begin, int r_end, const float* x, int m, int ldx, float* y,
+                int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
+    };
+    for_tiles<4, 4>(r_begin, r_end, m, tile);
+}
+
+void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                    float* y, int ldy) {
+    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
+    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+// ---- element-wise kernels -------------------------------------------------------------------
+
+// exp(x) for x <= 0 (softmax after the max shift, sigmoid of -|g|), within about 1 ulp.
+// x = n ln2 + r with |r| <= ln2 / 2; exp(r) by its degree-7 Taylor polynomial (truncation
+// error below 1e-8 relative). 2^n is applied as 2^(n + 64) * 2^-64 so that results in the
+// subnormal range are rounded once, like expf. Inputs below -110 (and -inf) give 0.
+inline __m512 exp_nonpos(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-110.f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182464599609375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-1.904654299957768e-9f), r);
+    __m512 p = _mm512_set1_ps(1.f / 5040.f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    const __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127 + 64)), 23);
+    return _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(e)), _mm512_set1_ps(0x1p-64f));
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+    __m512 ss0 = _mm512_setzero_ps();
+    __m512 ss1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 a = _mm512_loadu_ps(x + i);
+        const __m512 b = _mm512_loadu_ps(x + i + 16);
+        ss0 = _mm512_fmadd_ps(a, a, ss0);
+        ss1 = _mm512_fmadd_ps(b, b, ss1);
+    }
+    for (; i < n; i += 16) {
+        const __m512 a = _mm512_maskz_loadu_ps(mask16(n - i), x + i);
+        ss0 = _mm512_fmadd_ps(a, a, ss0);
+    }
+    const float ss = _mm512_reduce_add_ps(_mm512_add_ps(ss0, ss1));
+    const __m512 inv = _mm512_set1_ps(1.f / sqrtf(ss / static_cast<float>(n) + eps));
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v));
+    }
+}
+
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; ++h) {
+        float* v = x + static_cast<size_t>(h) * head_dim;
+        for (int i = 0; i < half; i += 16) {
+            const __mmask16 m = mask16(half - i);
+            const __m512 x1 = _mm512_maskz_loadu_ps(m, v + i);
+            const __m512 x2 = _mm512_maskz_loadu_ps(m, v + half + i);
+            const __m512 c = _mm512_maskz_loadu_ps(m, cos + i);
+            const __m512 s = _mm512_maskz_loadu_ps(m, sin + i);
+            _mm512_mask_storeu_ps(v + i, m, _mm512_fmsub_ps(x1, c, _mm512_mul_ps(x2, s)));
+            _mm512_mask_storeu_ps(v + half + i, m, _mm512_fmadd_ps(x2, c, _mm512_mul_ps(x1, s)));
+        }
+    }
+}
+
+void softmax(float* x, int n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16) {
+        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, mask16(n - i), x + i));
+    }
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        const __m512 e = exp_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx));
+        vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(m, e));
+        _mm512_mask_storeu_ps(x + i, m, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(vsum));
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+void relu2_mul(const float* g, const float* u, float* out, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        const __m512 r = _mm512_max_ps(_mm512_maskz_loadu_ps(m, g + i), _mm512_setzero_ps());
+        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(r, r), _mm512_maskz_loadu_ps(m, u + i));
+        _mm512_mask_storeu_ps(out + i, m, v);
+    }
+}
+
+// silu(g) = g * sigmoid(g), with sigmoid from e = exp(-|g|) <= 1 so nothing overflows:
+// sigmoid(g) = 1 / (1 + e) for g >= 0 and e / (1 + e) otherwise.
+void silu_mul(const float* g, const float* u, float* out, int n) {
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512 one = _mm512_set1_ps(1.f);
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+        const __m512 e =
+            exp_nonpos(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_and_ps(gv, abs_mask)));
+        const __mmask16 neg = _mm512_cmp_ps_mask(gv, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __m512 sig = _mm512_div_ps(_mm512_mask_mov_ps(one, neg, e), _mm512_add_ps(one, e));
+        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(gv, sig), _mm512_maskz_loadu_ps(m, u + i));
+        _mm512_mask_storeu_ps(out + i, m, v);
+    }
+}
+
+// ---- attention ------------------------------------------------------------------------------
+
+template <KvType T>
+inline __m512 load_kv(const void* base, size_t off, __mmask16 m) {
+    if constexpr (T == KvType::F32) {
+        return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + off);
+    } else if constexpr (T == KvType::F16) {
+        return _mm512_cvtph_ps(
+            _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + off));
+    } else {
+        return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + off));
+    }
+}
+
+template <KvType T>
+void attention_impl(const AttentionHeadArgs& a) {
+    const int hd = a.head_dim;
+    // Scores, four keys at a time so one reduction serves four dot products.
+    int p = 0;
+    for (; p + 4 <= a.n_keys; p += 4) {
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = mask16(hd - d);
+            const __m512 qv = _mm512_maskz_loadu_ps(m, a.q + d);
+            for (int i = 0; i < 4; ++i) {
+                const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p + i) * a.row_stride + d, m);
+                acc[i] = _mm512_fmadd_ps(qv, kv, acc[i]);
+            }
+        }
+        _mm_storeu_ps(a.scratch + p,
+                      _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
+    }
+    for (; p < a.n_keys; ++p) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = mask16(hd - d);
+            const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p) * a.row_stride + d, m);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a.q + d), kv, acc);
+        }
+        a.scratch[p] = _mm512_reduce_add_ps(acc) * a.scale;
+    }
+
+    softmax(a.scratch, a.n_keys);
+
+    // Weighted sum of v, one 16-wide slice of head_dim at a time, held in registers across
+    // all keys; two accumulators halve the FMA dependency chain.
+    for (int d = 0; d < hd; d += 16) {
+        const __mmask16 m = mask16(hd - d);
+        __m512 acc0 = _mm512_setzero_ps();
+        __m512 acc1 = _mm512_setzero_ps();
+        int k = 0;
+        for (; k + 2 <= a.n_keys; k += 2) {
+            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(a.scratch[k]),
+                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, m),
+                                   acc0);
+            acc1 = _mm512_fmadd_ps(
+                _mm512_set1_ps(a.scratch[k + 1]),
+                load_kv<T>(a.v, static_cast<size_t>(k + 1) * a.row_stride + d, m), acc1);
+        }
+        if (k < a.n_keys) {
+            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(a.scratch[k]),
+                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, m),
+                                   acc0);
+        }
+        _mm512_mask_storeu_ps(a.out + d, m, _mm512_add_ps(acc0, acc1));
+    }
+}
+
+void attention_head(const AttentionHeadArgs& a) {
+    switch (a.kv_type) {
+        case KvType::F32:
+            return attention_impl<KvType::F32>(a);
+        case KvType::F16:
+            return attention_impl<KvType::F16>(a);
+        case KvType::BF16:
+            return attention_impl<KvType::BF16>(a);
+    }
+}
+
+}  // namespace
+
+#if BITNET_VNNI
+const KernelTable* avx512vnni_kernels() {
+    static const KernelTable table{
+        Isa::AVX512VNNI, "avx512vnni",    quantize_row_i8, ternary_gemm,
+        dense_gemm_f32,  dense_gemm_bf16, rms_norm,        rope,
+        softmax,         relu2_mul,       silu_mul,        attention_head,
+    };
+    return &table;
+}
+#else
+const KernelTable* avx512_kernels() {
+    static const KernelTable table{
+        Isa::AVX512, "avx512", quantize_row_i8, ternary_gemm, dense_gemm_f32, dense_gemm_bf16,
+        rms_norm,    rope,     softmax,         relu2_mul,    silu_mul,       attention_head,
+    };
+    return &table;
+}
+#endif
+
+}  // namespace bitnet::cpu

@@ -1,0 +1,151 @@
+// The scalar reference: the plainest correct code for every kernel. The SIMD levels are
+// tested against these functions, so clarity beats speed here.
+#include <algorithm>
+#include <cmath>
+
+#include "core/half.h"
+#include "kernels/cpu/kernels.h"
+
+namespace bitnet::cpu {
+namespace {
+
+float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+    float amax = 0.f;
+    for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float scale = 127.f / std::max(amax, 1e-5f);
+    int32_t s = 0;
+    for (int i = 0; i < n; ++i) {
+        const float r = std::nearbyint(x[i] * scale);
+        const int v = static_cast<int>(std::clamp(r, -128.f, 127.f));
+        q[i] = static_cast<int8_t>(v);
+        s += v;
+    }
+    for (int i = n; i < n_pad; ++i) q[i] = 0;
+    *sum = s;
+    return scale;
+}
+
+inline int ternary_code(const uint8_t* row, int k) {
+    const int block = k / kTernaryBlock;
+    const int within = k % kTernaryBlock;
+    const uint8_t byte = row[block * kTernaryBlockBytes + within % kTernaryBlockBytes];
+    return (byte >> (2 * (within / kTernaryBlockBytes))) & 3;
+}
+
+void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
+                  float* y, int ldy) {
+    for (int m = 0; m < x.rows; ++m) {
+        const int8_t* xq = x.q + static_cast<size_t>(m) * x.stride;
+        for (int r = r_begin; r < r_end; ++r) {
+            const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
+            int32_t acc = 0;
+            for (int k = 0; k < w.cols; ++k) acc += xq[k] * (ternary_code(row, k) - 1);
+            y[static_cast<size_t>(m) * ldy + r] = static_cast<float>(acc) * x.out_scale[m];
+        }
+    }
+}
+
+template <typename LoadW>
+void dense_gemm(LoadW load, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                float* y, int ldy) {
+    for (int i = 0; i < m; ++i) {
+        const float* xi = x + static_cast<size_t>(i) * ldx;
+        for (int r = r_begin; r < r_end; ++r) {
+            float acc = 0.f;
+            for (int j = 0; j < k; ++j) acc += xi[j] * load(static_cast<size_t>(r) * k + j);
+            y[static_cast<size_t>(i) * ldy + r] = acc;
+        }
+    }
+}
+
+void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                    float* y, int ldy) {
+    dense_gemm([w](size_t i) { return w[i]; }, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
+    dense_gemm([w](size_t i) { return bf16_to_f32(w[i]); }, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+    float ss = 0.f;
+    for (int i = 0; i < n; ++i) ss += x[i] * x[i];
+    const float inv = 1.f / std::sqrt(ss / static_cast<float>(n) + eps);
+    for (int i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; ++h) {
+        float* v = x + static_cast<size_t>(h) * head_dim;
+        for (int i = 0; i < half; ++i) {
+            const float x1 = v[i];
+            const float x2 = v[i + half];
+            v[i] = x1 * cos[i] - x2 * sin[i];
+            v[i + half] = x2 * cos[i] + x1 * sin[i];
+        }
+    }
+}
+
+void softmax(float* x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    float sum = 0.f;
+    for (int i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = 1.f / sum;
+    for (int i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void relu2_mul(const float* g, const float* u, float* out, int n) {
+    for (int i = 0; i < n; ++i) {
+        const float r = std::max(g[i], 0.f);
+        out[i] = r * r * u[i];
+    }
+}
+
+void silu_mul(const float* g, const float* u, float* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
+inline float load_kv(const void* base, KvType type, size_t i) {
+    switch (type) {
+        case KvType::F32:
+            return static_cast<const float*>(base)[i];
+        case KvType::F16:
+            return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case KvType::BF16:
+            return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+    }
+    return 0.f;
+}
+
+void attention_head(const AttentionHeadArgs& a) {
+    for (int p = 0; p < a.n_keys; ++p) {
+        float dot = 0.f;
+        for (int d = 0; d < a.head_dim; ++d) dot += a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d);
+        a.scratch[p] = dot * a.scale;
+    }
+    softmax(a.scratch, a.n_keys);
+    for (int d = 0; d < a.head_dim; ++d) a.out[d] = 0.f;
+    for (int p = 0; p < a.n_keys; ++p) {
+        const float pw = a.scratch[p];
+        for (int d = 0; d < a.head_dim; ++d) a.out[d] += pw * load_kv(a.v, a.kv_type, p * a.row_stride + d);
+    }
+}
+
+}  // namespace
+
+const KernelTable& scalar_kernels() {
+    static const KernelTable table{
+        Isa::Scalar,     "scalar", quantize_row_i8, ternary_gemm, dense_gemm_f32,
+        dense_gemm_bf16, rms_norm, rope,            softmax,      relu2_mul,
+        silu_mul,        attention_head,
+    };
+    return table;
+}
+
+}  // namespace bitnet::cpu

@@ -1,0 +1,53 @@
+// The BitNet decoder forward pass over a batch of independent sequences. Every new token of
+// every sequence goes through each BitLinear together (one GEMM with M = all new tokens), and
+// attention runs per sequence over that sequence's KV cache, so prefill of one prompt, decode of
+// many sessions, and any mix of the two are the same code path.
+#pragma once
+
+#include <span>
+
+#include "core/arena.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+#include "model/model_impl.h"
+#include "runtime/kv_cache.h"
+
+namespace bitnet {
+
+struct ForwardItem {
+    KVCache* cache = nullptr;        // new tokens go to positions cache->length() ...
+    const int32_t* tokens = nullptr;
+    int n_tokens = 0;
+    bool all_logits = false;         // else only the last token's
+    float* logits = nullptr;         // [all_logits ? n_tokens : 1][vocab], may be null
+    // Optional [(layers + 1)][n_tokens][hidden]: embedding output, residual stream after each
+    // layer but the last, and the final-normed stream last (the reference files' hidden.I).
+    float* hidden = nullptr;
+};
+
+class ForwardPass {
+public:
+    ForwardPass(const Model::Impl& model, const cpu::KernelTable& kernels, ThreadPool& pool, Arena& arena)
+        : m_(model), k_(kernels), pool_(pool), arena_(arena) {}
+
+    // Embeds, runs every layer and the head, and advances each cache by its new tokens.
+    // Validates token ids and cache capacity first; on error nothing is changed.
+    void run(std::span<ForwardItem> items);
+
+    // Runs layers [first, last) on the residual stream h ([total new tokens][hidden], items in
+    // order) without touching cache lengths: the building block of run(), exposed so tests can
+    // feed recorded hidden states into one layer (teacher forcing).
+    void run_layers(std::span<ForwardItem> items, float* h, int first, int last);
+
+private:
+    struct Batch;
+    void validate(std::span<ForwardItem> items) const;
+    void layer(const Batch& b, int index, float* h);
+
+    const Model::Impl& m_;
+    const cpu::KernelTable& k_;
+    ThreadPool& pool_;
+    Arena& arena_;
+};
+
+}  // namespace bitnet

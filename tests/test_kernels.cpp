@@ -1,0 +1,501 @@
+// CPU kernels: the scalar reference against plain arithmetic, and every SIMD level this CPU
+// supports against the scalar reference. Integer results (ternary_gemm, quantize_row_i8) must
+// be bit-identical; float kernels may differ by summation order only.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/ternary_pack.h"
+
+namespace bitnet::cpu {
+
+// Names the level in gtest messages instead of dumping the enum's bytes. Static, in Isa's own
+// namespace so gtest finds it by argument-dependent lookup without an external symbol.
+[[maybe_unused]] static void PrintTo(Isa isa, std::ostream* os) {
+    *os << isa_name(isa);
+}
+
+namespace {
+
+const int kCols[] = {1, 3, 63, 64, 255, 256, 257, 500, 767, 2560};
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+std::vector<int8_t> random_ternary(size_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> dist(-1, 1);
+    std::vector<int8_t> v(n);
+    for (int8_t& x : v) x = static_cast<int8_t>(dist(rng));
+    return v;
+}
+
+bool same_bits(float a, float b) {
+    return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// A packed ternary matrix with its plain values, and quantised activations for it.
+struct TernaryProblem {
+    int rows, cols, cols_padded, batch, stride;
+    std::vector<int8_t> values;  // [rows, cols]
+    std::vector<uint8_t> packed;
+    std::vector<int8_t> q;  // [batch, stride]
+    std::vector<int32_t> row_sum;
+    std::vector<float> out_scale;
+
+    TernaryProblem(int rows_, int cols_, int batch_, uint32_t seed)
+        : rows(rows_),
+          cols(cols_),
+          cols_padded(round_up(cols_, kTernaryBlock)),
+          batch(batch_),
+          stride(cols_padded + 32) {
+        values = random_ternary(static_cast<size_t>(rows) * cols, seed);
+        packed.resize(ternary_packed_bytes(rows, cols));
+        for (int r = 0; r < rows; ++r) {
+            pack_ternary_row(values.data() + static_cast<size_t>(r) * cols, cols,
+                             packed.data() + static_cast<size_t>(r) * cols_padded / 4);
+        }
+        // Bytes between cols_padded and stride are not part of any row: make them loud.
+        q.assign(static_cast<size_t>(batch) * stride, int8_t{99});
+        row_sum.resize(batch);
+        out_scale.resize(batch);
+        const std::vector<float> x =
+            random_floats(static_cast<size_t>(batch) * cols, seed + 1, -3.f, 3.f);
+        for (int m = 0; m < batch; ++m) {
+            const float s = scalar_kernels().quantize_row_i8(
+                x.data() + static_cast<size_t>(m) * cols, cols, cols_padded,
+                q.data() + static_cast<size_t>(m) * stride, &row_sum[m]);
+            out_scale[m] = 0.37f / s;
+        }
+    }
+    TernaryMatrixView view() const { return {packed.data(), rows, cols, cols_padded}; }
+    QuantizedActivations acts() const {
+        return {q.data(), row_sum.data(), out_scale.data(), batch, stride};
+    }
+};
+
+// ---- the scalar reference against plain arithmetic --------------------------------------------
+
+TEST(KernelScalarTest, PackRoundTrip) {
+    for (int cols : kCols) {
+        const int rows = 5;
+        const std::vector<int8_t> values =
+            random_ternary(static_cast<size_t>(rows) * cols, 11u + cols);
+        std::vector<uint8_t> packed(ternary_packed_bytes(rows, cols));
+        const int padded = round_up(cols, kTernaryBlock);
+        for (int r = 0; r < rows; ++r) {
+            pack_ternary_row(values.data() + static_cast<size_t>(r) * cols, cols,
+                             packed.data() + static_cast<size_t>(r) * padded / 4);
+        }
+        const TernaryMatrixView w{packed.data(), rows, cols, padded};
+        for (int r = 0; r < rows; ++r) {
+            for (int k = 0; k < cols; ++k)
+                ASSERT_EQ(ternary_at(w, r, k), values[static_cast<size_t>(r) * cols + k])
+                    << "cols=" << cols << " r=" << r << " k=" << k;
+            for (int k = cols; k < padded; ++k)
+                ASSERT_EQ(ternary_at(w, r, k), 0) << "padding, cols=" << cols;
+        }
+    }
+}
+
+TEST(KernelScalarTest, TernaryGemmMatchesNaiveProduct) {
+    for (int cols : kCols) {
+        const TernaryProblem p(7, cols, 3, 100u + cols);
+        std::vector<float> y(static_cast<size_t>(p.batch) * p.rows);
+        scalar_kernels().ternary_gemm(p.view(), 0, p.rows, p.acts(), y.data(), p.rows);
+        for (int m = 0; m < p.batch; ++m) {
+            for (int r = 0; r < p.rows; ++r) {
+                int32_t dot = 0;
+                for (int k = 0; k < cols; ++k)
+                    dot += p.q[static_cast<size_t>(m) * p.stride + k] *
+                           p.values[static_cast<size_t>(r) * cols + k];
+                EXPECT_TRUE(same_bits(y[static_cast<size_t>(m) * p.rows + r],
+                                      static_cast<float>(dot) * p.out_scale[m]))
+                    << "cols=" << cols << " m=" << m << " r=" << r;
+            }
+        }
+    }
+}
+
+TEST(KernelScalarTest, QuantizeFollowsFormula) {
+    const std::vector<float> x = {0.5f, -1.25f, 2.f, -4.f, 0.f, 1.f / 3.f};
+    std::vector<int8_t> q(8, 42);
+    int32_t sum = 0;
+    const float s = scalar_kernels().quantize_row_i8(x.data(), 6, 8, q.data(), &sum);
+    EXPECT_EQ(s, 127.f / 4.f);
+    const std::vector<int8_t> expect = {16, -40, 64, -127,
+                                        0,  11,  0,  0};  // 15.875 -> 16, -39.6875 -> -40
+    EXPECT_EQ(q, expect);
+    EXPECT_EQ(sum, 16 - 40 + 64 - 127 + 0 + 11);
+}
+
+// ---- every SIMD level against the scalar reference
+// -----------------------------------------------
+
+class KernelTest : public ::testing::TestWithParam<Isa> {
+  protected:
+    const KernelTable& k() const { return kernels(GetParam()); }
+    static const KernelTable& ref() { return scalar_kernels(); }
+};
+
+TEST_P(KernelTest, TableIsTheRequestedLevel) {
+    EXPECT_EQ(k().isa, GetParam());
+    EXPECT_STREQ(k().name, isa_name(GetParam()));
+}
+
+// Runs ternary_gemm of both levels over rows [r_begin, r_end) into a y with spare columns, and
+// checks every element bit for bit (untouched ones included).
+void check_ternary(const KernelTable& k, const TernaryProblem& p, int r_begin, int r_end) {
+    const int ldy = p.rows + 3;
+    std::vector<float> y_ref(static_cast<size_t>(p.batch) * ldy, -7.f);
+    std::vector<float> y(y_ref.size(), -7.f);
+    scalar_kernels().ternary_gemm(p.view(), r_begin, r_end, p.acts(), y_ref.data(), ldy);
+    k.ternary_gemm(p.view(), r_begin, r_end, p.acts(), y.data(), ldy);
+    for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_TRUE(same_bits(y[i], y_ref[i]))
+            << "rows=" << p.rows << " cols=" << p.cols << " batch=" << p.batch << " range=["
+            << r_begin << "," << r_end << ") m=" << i / ldy << " r=" << i % ldy << ": " << y[i]
+            << " vs " << y_ref[i];
+    }
+}
+
+TEST_P(KernelTest, TernaryGemmShapes) {
+    for (int cols : kCols) {
+        for (int rows : {1, 2, 7, 8, 33}) {
+            for (int batch : {1, 2, 3, 5, 8, 17}) {
+                const TernaryProblem p(rows, cols, batch, 1000u + 37u * cols + 7u * rows + batch);
+                check_ternary(k(), p, 0, rows);
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
+    for (int batch = 1; batch <= 17; ++batch) {
+        const TernaryProblem p(37, 767, batch, 500u + batch);
+        check_ternary(k(), p, 0, p.rows);
+    }
+}
+
+TEST_P(KernelTest, TernaryGemmRowRanges) {
+    for (int batch : {1, 4, 6}) {
+        const TernaryProblem p(41, 500, batch, 77u + batch);
+        for (const auto& [b, e] :
+             std::vector<std::pair<int, int>>{{3, 41}, {5, 6}, {9, 30}, {13, 13}, {1, 40}}) {
+            check_ternary(k(), p, b, e);
+        }
+    }
+}
+
+TEST_P(KernelTest, TernaryGemmExtremeActivations) {
+    // Every activation -128 or 127 with weights all -1 or all +1: the largest magnitudes the
+    // 16-bit partial sums of the maddubs path can see.
+    const int cols = 2560;
+    TernaryProblem p(4, cols, 2, 9u);
+    for (int r = 0; r < 4; ++r) {
+        std::vector<int8_t> v(cols, static_cast<int8_t>(r % 2 ? 1 : -1));
+        if (r >= 2) v.assign(cols, static_cast<int8_t>(r == 2 ? 0 : 1));
+        pack_ternary_row(v.data(), cols,
+                         p.packed.data() + static_cast<size_t>(r) * p.cols_padded / 4);
+    }
+    for (int m = 0; m < 2; ++m) {
+        int8_t* qm = p.q.data() + static_cast<size_t>(m) * p.stride;
+        std::fill(qm, qm + cols, static_cast<int8_t>(m == 0 ? -128 : 127));
+        p.row_sum[m] = (m == 0 ? -128 : 127) * cols;
+    }
+    check_ternary(k(), p, 0, 4);
+}
+
+// quantize_row_i8 of both levels on x (n values, padded to n_pad), compared exactly.
+void check_quantize(const KernelTable& k, const std::vector<float>& x, int n_pad,
+                    const std::string& what) {
+    const int n = static_cast<int>(x.size());
+    std::vector<int8_t> q_ref(n_pad + 8, 55), q(n_pad + 8, 55);
+    int32_t sum_ref = 1, sum = 2;
+    const float s_ref =
+        scalar_kernels().quantize_row_i8(x.data(), n, n_pad, q_ref.data(), &sum_ref);
+    const float s = k.quantize_row_i8(x.data(), n, n_pad, q.data(), &sum);
+    EXPECT_TRUE(same_bits(s, s_ref)) << what << " n=" << n;
+    EXPECT_EQ(sum, sum_ref) << what << " n=" << n;
+    for (int i = 0; i < n_pad + 8; ++i)
+        ASSERT_EQ(q[i], q_ref[i]) << what << " n=" << n << " i=" << i;
+}
+
+TEST_P(KernelTest, QuantizeRandom) {
+    for (int n : kCols) {
+        check_quantize(k(), random_floats(n, 3u + n, -2.f, 2.f), round_up(n, kTernaryBlock),
+                       "uniform");
+        std::mt19937 rng(n);
+        std::normal_distribution<float> normal(0.f, 1.f);
+        std::vector<float> x(n);
+        for (float& v : x) v = normal(rng);
+        if (n > 10) x[n / 3] = 40.f;  // an outlier, as real activations have
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "normal");
+    }
+}
+
+TEST_P(KernelTest, QuantizeRoundingTies) {
+    for (int n : {1, 3, 17, 63, 64, 255, 256, 257, 500}) {
+        // With max|x| = 127 the scale is exactly 1, so j + 0.5 are exact ties.
+        std::vector<float> x(n);
+        for (int i = 0; i < n; ++i) x[i] = static_cast<float>(i % 254 - 127) + 0.5f;
+        x[0] = 127.f;
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "ties scale 1");
+        // With max|x| = 63.5 the scale is exactly 2: x * 2 = j + 0.5 for x = j / 2 + 0.25.
+        for (int i = 0; i < n; ++i) x[i] = static_cast<float>(i % 126 - 63) * 0.5f + 0.25f;
+        x[0] = -63.5f;
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "ties scale 2");
+    }
+}
+
+TEST_P(KernelTest, QuantizeExtremes) {
+    for (int n : {1, 7, 64, 257, 2560}) {
+        std::vector<float> x = random_floats(n, 8u + n, -1.f, 1.f);
+        for (float& v : x) v *= 3e37f;
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "huge");
+        x = random_floats(n, 9u + n, -1.f, 1.f);
+        for (float& v : x) v *= 1e-30f;  // below the 1e-5 floor of max|x|
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "tiny");
+        x.assign(n, -2.5f);
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "all equal");
+        x.assign(n, 0.f);
+        x[n - 1] = 1e-3f;
+        check_quantize(k(), x, round_up(n, kTernaryBlock), "one nonzero");
+        check_quantize(k(), x, n, "no padding");
+    }
+}
+
+// |a - b| within rel of the scale of the inputs that produced b.
+::testing::AssertionResult close(float a, float b, double scale, double rel = 2e-5) {
+    if (std::fabs(static_cast<double>(a) - b) <= rel * scale + 1e-30)
+        return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << a << " vs " << b << " (scale " << scale << ")";
+}
+
+template <typename W>
+void check_dense(const KernelTable& k, int rows, int cols, int m, uint32_t seed) {
+    const std::vector<float> wf = random_floats(static_cast<size_t>(rows) * cols, seed);
+    std::vector<W> w(wf.size());
+    std::vector<float> wv(wf.size());  // the weights as the kernels see them
+    for (size_t i = 0; i < wf.size(); ++i) {
+        if constexpr (sizeof(W) == 2) {
+            w[i] = f32_to_bf16(wf[i]);
+            wv[i] = bf16_to_f32(w[i]);
+        } else {
+            w[i] = wf[i];
+            wv[i] = wf[i];
+        }
+    }
+    const int ldx = cols + 5, ldy = rows + 2;
+    const std::vector<float> x = random_floats(static_cast<size_t>(m) * ldx, seed + 1);
+    std::vector<float> y_ref(static_cast<size_t>(m) * ldy, -3.f), y(y_ref);
+    const int r_begin = rows > 4 ? 2 : 0;
+    if constexpr (sizeof(W) == 2) {
+        scalar_kernels().dense_gemm_bf16(w.data(), cols, r_begin, rows, x.data(), m, ldx,
+                                         y_ref.data(), ldy);
+        k.dense_gemm_bf16(w.data(), cols, r_begin, rows, x.data(), m, ldx, y.data(), ldy);
+    } else {
+        scalar_kernels().dense_gemm_f32(w.data(), cols, r_begin, rows, x.data(), m, ldx,
+                                        y_ref.data(), ldy);
+        k.dense_gemm_f32(w.data(), cols, r_begin, rows, x.data(), m, ldx, y.data(), ldy);
+    }
+    for (int i = 0; i < m; ++i) {
+        for (int r = 0; r < ldy; ++r) {
+            double scale = 0;
+            if (r >= r_begin && r < rows) {
+                for (int j = 0; j < cols; ++j)
+                    scale += std::fabs(x[static_cast<size_t>(i) * ldx + j] *
+                                       wv[static_cast<size_t>(r) * cols + j]);
+            }
+            const size_t at = static_cast<size_t>(i) * ldy + r;
+            ASSERT_TRUE(close(y[at], y_ref[at], scale))
+                << "rows=" << rows << " cols=" << cols << " m=" << m << " i=" << i << " r=" << r;
+        }
+    }
+}
+
+TEST_P(KernelTest, DenseGemm) {
+    for (int cols : kCols) {
+        for (int rows : {1, 5, 7, 33}) {
+            for (int m : {1, 2, 3, 4, 5, 9}) {
+                check_dense<float>(k(), rows, cols, m, 10u * cols + rows + m);
+                check_dense<uint16_t>(k(), rows, cols, m, 10u * cols + rows + m + 1);
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, RmsNorm) {
+    for (int n : {1, 3, 8, 15, 16, 17, 31, 63, 64, 255, 257, 2560, 6912}) {
+        const std::vector<float> x = random_floats(n, 20u + n, -4.f, 4.f);
+        const std::vector<float> w = random_floats(n, 21u + n, 0.5f, 2.f);
+        std::vector<float> y_ref(n + 1, 9.f), y(n + 1, 9.f);
+        ref().rms_norm(x.data(), w.data(), n, 1e-5f, y_ref.data());
+        k().rms_norm(x.data(), w.data(), n, 1e-5f, y.data());
+        for (int i = 0; i <= n; ++i)
+            ASSERT_TRUE(close(y[i], y_ref[i], std::fabs(y_ref[i]))) << "n=" << n << " i=" << i;
+        std::vector<float> inplace = x;  // out may alias x
+        k().rms_norm(inplace.data(), w.data(), n, 1e-5f, inplace.data());
+        for (int i = 0; i < n; ++i)
+            ASSERT_TRUE(close(inplace[i], y_ref[i], std::fabs(y_ref[i]))) << "in place, n=" << n;
+    }
+}
+
+TEST_P(KernelTest, Rope) {
+    for (int head_dim : {2, 6, 40, 64, 72, 128}) {
+        for (int n_heads : {1, 3, 20}) {
+            const int half = head_dim / 2;
+            const std::vector<float> x = random_floats(static_cast<size_t>(n_heads) * head_dim + 1,
+                                                       30u + head_dim + n_heads, -2.f, 2.f);
+            std::vector<float> c(half), s(half);
+            for (int i = 0; i < half; ++i) {
+                const double angle = 17.0 * std::pow(500000.0, -2.0 * i / head_dim);
+                c[i] = static_cast<float>(std::cos(angle));
+                s[i] = static_cast<float>(std::sin(angle));
+            }
+            std::vector<float> y_ref = x, y = x;
+            ref().rope(y_ref.data(), n_heads, head_dim, c.data(), s.data());
+            k().rope(y.data(), n_heads, head_dim, c.data(), s.data());
+            for (size_t i = 0; i < y.size(); ++i)
+                ASSERT_TRUE(close(y[i], y_ref[i], 4.0, 1e-6))
+                    << "head_dim=" << head_dim << " i=" << i;
+        }
+    }
+}
+
+TEST_P(KernelTest, Softmax) {
+    std::vector<int> sizes;
+    for (int n = 1; n <= 40; ++n) sizes.push_back(n);
+    for (int n : {63, 64, 65, 255, 257, 1000, 4096}) sizes.push_back(n);
+    for (int n : sizes) {
+        for (float spread : {1.f, 30.f}) {
+            std::vector<float> x = random_floats(n, 40u + n, -spread, spread);
+            if (n > 5) x[n / 2] = -std::numeric_limits<float>::infinity();  // a masked position
+            if (n > 9) x[3] = -200.f;  // exp underflows to zero
+            std::vector<float> y_ref = x, y = x;
+            ref().softmax(y_ref.data(), n);
+            k().softmax(y.data(), n);
+            for (int i = 0; i < n; ++i)
+                ASSERT_TRUE(close(y[i], y_ref[i], std::fabs(y_ref[i]) + 1e-6))
+                    << "n=" << n << " spread=" << spread << " i=" << i;
+        }
+    }
+}
+
+TEST_P(KernelTest, GatedActivations) {
+    for (int n : {1, 5, 8, 16, 17, 100, 6912}) {
+        std::vector<float> g = random_floats(n, 50u + n, -12.f, 12.f);
+        if (n > 4) {
+            g[0] = -100.f;  // exp(-g) overflows in the reference
+            g[1] = 90.f;
+            g[2] = 0.f;
+            g[3] = -1e-20f;
+        }
+        const std::vector<float> u = random_floats(n, 51u + n, -3.f, 3.f);
+        for (int which = 0; which < 2; ++which) {
+            auto fn = [which](const KernelTable& t) {
+                return which == 0 ? t.relu2_mul : t.silu_mul;
+            };
+            std::vector<float> y_ref(n), y(n);
+            fn(ref())(g.data(), u.data(), y_ref.data(), n);
+            fn(k())(g.data(), u.data(), y.data(), n);
+            for (int i = 0; i < n; ++i) {
+                const double scale = std::fabs(y_ref[i]) + 1e-30;
+                ASSERT_TRUE(close(y[i], y_ref[i], scale))
+                    << (which ? "silu" : "relu2") << " n=" << n << " g=" << g[i];
+            }
+            std::vector<float> in_g = g, in_u = u;  // out may alias g or u
+            fn(k())(in_g.data(), u.data(), in_g.data(), n);
+            fn(k())(g.data(), in_u.data(), in_u.data(), n);
+            for (int i = 0; i < n; ++i) {
+                ASSERT_TRUE(same_bits(in_g[i], y[i])) << "out aliasing g";
+                ASSERT_TRUE(same_bits(in_u[i], y[i])) << "out aliasing u";
+            }
+        }
+    }
+}
+
+// KV cache of n_keys positions x n_kv heads (row_stride = n_kv * head_dim); the head under
+// test is kv head 2, so its rows start mid-row and are strided.
+void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys, uint32_t seed) {
+    const int n_kv = 5, head = 2;
+    const size_t stride = static_cast<size_t>(n_kv) * head_dim;
+    const std::vector<float> kf = random_floats(stride * n_keys, seed, -2.f, 2.f);
+    const std::vector<float> vf = random_floats(stride * n_keys, seed + 1, -2.f, 2.f);
+    const std::vector<float> q = random_floats(head_dim, seed + 2, -2.f, 2.f);
+    std::vector<float> k32 = kf, v32 = vf;
+    std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+    for (size_t i = 0; i < kf.size(); ++i) {
+        k16[i] = type == KvType::F16 ? f32_to_f16(kf[i]) : f32_to_bf16(kf[i]);
+        v16[i] = type == KvType::F16 ? f32_to_f16(vf[i]) : f32_to_bf16(vf[i]);
+    }
+    const size_t off = static_cast<size_t>(head) * head_dim;
+    AttentionHeadArgs a;
+    a.q = q.data();
+    a.k = type == KvType::F32 ? static_cast<const void*>(k32.data() + off) : k16.data() + off;
+    a.v = type == KvType::F32 ? static_cast<const void*>(v32.data() + off) : v16.data() + off;
+    a.kv_type = type;
+    a.row_stride = stride;
+    a.n_keys = n_keys;
+    a.head_dim = head_dim;
+    a.scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+    std::vector<float> scratch_ref(n_keys), scratch(n_keys), out_ref(head_dim + 1, 5.f),
+        out(head_dim + 1, 5.f);
+    AttentionHeadArgs b = a;
+    a.scratch = scratch_ref.data();
+    a.out = out_ref.data();
+    b.scratch = scratch.data();
+    b.out = out.data();
+    scalar_kernels().attention_head(a);
+    k.attention_head(b);
+    for (int d = 0; d <= head_dim; ++d) {
+        ASSERT_TRUE(close(out[d], out_ref[d], 2.0))
+            << "type=" << static_cast<int>(type) << " head_dim=" << head_dim << " n_keys=" << n_keys
+            << " d=" << d;
+    }
+}
+
+TEST_P(KernelTest, AttentionHead) {
+    for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
+        for (int head_dim : {40, 64, 72, 128}) {
+            for (int n_keys = 1; n_keys <= 41; ++n_keys)
+                check_attention(k(), type, head_dim, n_keys, 60u + n_keys);
+        }
+        check_attention(k(), type, 128, 1000, 61u);
+        check_attention(k(), type, 2, 7, 62u);
+        check_attention(k(), type, 6, 9, 63u);
+    }
+}
+
+std::vector<Isa> simd_levels() {
+    std::vector<Isa> out;
+    for (Isa isa : supported_isas()) {
+        if (isa != Isa::Scalar) out.push_back(isa);
+    }
+    return out;
+}
+
+std::string level_name(const ::testing::TestParamInfo<Isa>& param) {
+    return isa_name(param.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, KernelTest, ::testing::ValuesIn(simd_levels()), level_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(KernelTest);
+
+}  // namespace
+}  // namespace bitnet::cpu

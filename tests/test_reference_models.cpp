@@ -1,0 +1,226 @@
+// The engine against what Hugging Face transformers computed on the reference checkpoints
+// (tests/data, copied from ../shared/reference; bounds from its README), at every kernel level
+// this CPU supports.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "model/checkpoint.h"
+#include "model/format/safetensors.h"
+#include "model/forward.h"
+#include "runtime/engine_impl.h"
+#include "test_support.h"
+
+namespace bitnet::test {
+namespace {
+
+struct Reference {
+    std::shared_ptr<const Model> model;
+    std::unique_ptr<SafetensorsFile> file;
+    std::vector<int> prompts;      // J of every prompt.J
+    std::vector<int> generations;  // J of every generate.J
+
+    std::vector<int32_t> ids(const std::string& name) const {
+        const StTensor* t = file->find(name);
+        if (t == nullptr) throw std::runtime_error("reference has no " + name);
+        std::vector<int32_t> out(static_cast<size_t>(t->numel()));
+        std::memcpy(out.data(), t->data, t->nbytes);
+        return out;
+    }
+    const float* floats(const std::string& name) const {
+        const StTensor* t = file->find(name);
+        if (t == nullptr || t->dtype != StDType::F32) throw std::runtime_error("reference has no f32 " + name);
+        return reinterpret_cast<const float*>(t->data);
+    }
+};
+
+const Reference& reference(const std::string& name) {
+    static std::map<std::string, Reference> cache;
+    auto it = cache.find(name);
+    if (it != cache.end()) return it->second;
+    Reference r;
+    r.model = Model::load(model_dir(name));
+    r.file = std::make_unique<SafetensorsFile>(model_dir(name) + "/reference.safetensors");
+    for (int j = 0; j < 64; ++j) {
+        if (r.file->find("prompt." + std::to_string(j) + ".ids")) r.prompts.push_back(j);
+        if (r.file->find("generate." + std::to_string(j) + ".ids")) r.generations.push_back(j);
+    }
+    return cache.emplace(name, std::move(r)).first->second;
+}
+
+struct Param {
+    std::string model;
+    cpu::Isa isa;
+};
+
+std::vector<Param> all_params() {
+    std::vector<Param> out;
+    for (const char* m : {"tiny-packed", "tiny-master"}) {
+        for (cpu::Isa isa : cpu::supported_isas()) out.push_back({m, isa});
+    }
+    return out;
+}
+
+std::string param_name(const testing::TestParamInfo<Param>& info) {
+    std::string m = info.param.model;
+    std::replace(m.begin(), m.end(), '-', '_');
+    return m + "_" + cpu::isa_name(info.param.isa);
+}
+
+class ReferenceModelTest : public testing::TestWithParam<Param> {
+protected:
+    void SetUp() override {
+        ref_ = &reference(GetParam().model);
+        engine_ = InferenceEngine::builder().kernel_level(level_of(GetParam().isa)).threads(2).build();
+    }
+    const ModelConfig& config() const { return ref_->model->config(); }
+    const Reference* ref_ = nullptr;
+    std::unique_ptr<InferenceEngine> engine_;
+};
+
+TEST_P(ReferenceModelTest, EndToEndLogitsMeetTheBounds) {
+    std::vector<std::string> names;
+    for (int j : ref_->prompts) names.push_back("prompt." + std::to_string(j));
+    for (int j : ref_->generations) names.push_back("generate." + std::to_string(j));
+    std::vector<std::vector<int32_t>> seqs;
+    for (const std::string& n : names) seqs.push_back(ref_->ids(n + ".ids"));
+    const InferResult r = engine_->infer(*ref_->model, seqs, {.all_logits = true});
+    const int V = config().vocab_size;
+    std::vector<double> errs, tops;
+    for (size_t i = 0; i < names.size(); ++i) {
+        const int T = static_cast<int>(seqs[i].size());
+        const float* want = ref_->floats(names[i] + ".logits");
+        const float* got = r.logits[i].data_as<float>();
+        const double err = rel_l2(got, want, static_cast<size_t>(T) * V);
+        const double top = top1_agreement(got, want, T, V);
+        EXPECT_LT(err, 0.3) << names[i];
+        EXPECT_GE(top, 0.85) << names[i];
+        errs.push_back(err);
+        tops.push_back(top);
+    }
+    double mean_top = 0;
+    for (double t : tops) mean_top += t / static_cast<double>(tops.size());
+    EXPECT_LT(median(errs), 0.05);
+    EXPECT_GE(mean_top, 0.95);
+    RecordProperty("median_rel_l2", std::to_string(median(errs)));
+}
+
+// Teacher forcing: the recorded hidden.I through layer I must give hidden.I+1 (the last layer's
+// output is compared after the final norm, as recorded).
+TEST_P(ReferenceModelTest, EachLayerReproducesTheRecordedHiddenState) {
+    const ModelConfig& c = config();
+    const int H = c.hidden_size, L = c.num_layers;
+    InferenceEngine::Impl& e = engine_->impl();
+    std::vector<double> errs;
+    for (int j : ref_->prompts) {
+        const std::string p = "prompt." + std::to_string(j);
+        const std::vector<int32_t> ids = ref_->ids(p + ".ids");
+        const int T = static_cast<int>(ids.size());
+        for (int layer = 0; layer < L; ++layer) {
+            KVCache cache(c, T, cpu::KvType::F32);
+            ForwardItem item{&cache, ids.data(), T, true, nullptr, nullptr};
+            std::vector<float> h(ref_->floats(p + ".hidden." + std::to_string(layer)),
+                                 ref_->floats(p + ".hidden." + std::to_string(layer)) + static_cast<size_t>(T) * H);
+            e.arena.reset();
+            ForwardPass pass(ref_->model->impl(), *e.kernels, *e.pool, e.arena);
+            pass.run_layers(std::span<ForwardItem>(&item, 1), h.data(), layer, layer + 1);
+            if (layer == L - 1) {
+                for (int t = 0; t < T; ++t) {
+                    float* row = h.data() + static_cast<size_t>(t) * H;
+                    e.kernels->rms_norm(row, ref_->model->impl().weights.final_norm.data(), H, c.rms_norm_eps, row);
+                }
+            }
+            const float* want = ref_->floats(p + ".hidden." + std::to_string(layer + 1));
+            const double err = rel_l2(h.data(), want, h.size());
+            EXPECT_LT(err, 5e-2) << p << " layer " << layer;
+            errs.push_back(err);
+        }
+    }
+    EXPECT_LT(median(errs), 1e-4);
+}
+
+// Greedy decoding through the KV cache reproduces transformers' generate() up to the first step
+// whose reference top-1 margin is too small to decide.
+TEST_P(ReferenceModelTest, GreedyDecodeReproducesGenerate) {
+    const int V = config().vocab_size;
+    for (int j : ref_->generations) {
+        const std::string g = "generate." + std::to_string(j);
+        const std::vector<int32_t> full = ref_->ids(g + ".ids");
+        const std::vector<int32_t> prompt = ref_->ids("prompt." + std::to_string(j) + ".ids");
+        const float* ref_logits = ref_->floats(g + ".logits");
+        auto session = engine_->create_session(ref_->model, static_cast<int>(full.size()));
+        Tensor logits = engine_->forward(*session, prompt);
+        for (size_t pos = prompt.size(); pos < full.size(); ++pos) {
+            const float* row = ref_logits + (pos - 1) * V;
+            std::vector<float> sorted(row, row + V);
+            std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+            if (sorted[0] - sorted[1] < 1e-2f) break;  // the reference itself is undecided here
+            const int32_t next = argmax(logits.data_as<float>(), V);
+            ASSERT_EQ(next, full[pos]) << g << " step " << pos - prompt.size();
+            logits = engine_->forward(*session, std::span<const int32_t>(&next, 1));
+        }
+    }
+}
+
+// Prefill + one-token decode steps must compute what one pass over the whole sequence computes.
+TEST_P(ReferenceModelTest, IncrementalDecodeMatchesFullForward) {
+    const int V = config().vocab_size;
+    const std::vector<int32_t> seq = ref_->ids("generate." + std::to_string(ref_->generations.front()) + ".ids");
+    const int T = static_cast<int>(seq.size());
+    const InferResult full = engine_->infer(*ref_->model, {seq}, {.all_logits = true});
+    auto session = engine_->create_session(ref_->model, T);
+    const int prefill = 7;
+    Tensor first = engine_->forward(*session, std::span<const int32_t>(seq.data(), prefill), true);
+    EXPECT_LT(rel_l2(first.data_as<float>(), full.logits[0].data_as<float>(), static_cast<size_t>(prefill) * V), 1e-5);
+    for (int t = prefill; t < T; ++t) {
+        Tensor step = engine_->forward(*session, std::span<const int32_t>(seq.data() + t, 1));
+        ASSERT_LT(rel_l2(step.data_as<float>(), full.logits[0].data_as<float>() + static_cast<size_t>(t) * V, V), 1e-5) << "position " << t;
+    }
+    EXPECT_EQ(session->position(), T);
+}
+
+// Sequences of different lengths in one batch give what each gives alone.
+TEST_P(ReferenceModelTest, BatchOfDifferentLengthsMatchesSingleRuns) {
+    const int V = config().vocab_size;
+    std::vector<std::vector<int32_t>> seqs;
+    for (int j : ref_->prompts) seqs.push_back(ref_->ids("prompt." + std::to_string(j) + ".ids"));
+    const InferResult batched = engine_->infer(*ref_->model, seqs, {.all_logits = true});
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        const InferResult single = engine_->infer(*ref_->model, {seqs[i]}, {.all_logits = true});
+        EXPECT_LT(rel_l2(batched.logits[i].data_as<float>(), single.logits[0].data_as<float>(), seqs[i].size() * V), 1e-5) << "sequence " << i;
+    }
+    // Decode steps of several sessions at different positions, batched.
+    std::vector<std::unique_ptr<Session>> sessions;
+    std::vector<SequenceStep> steps;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        sessions.push_back(engine_->create_session(ref_->model, static_cast<int>(seqs[i].size())));
+        engine_->forward(*sessions.back(), std::span<const int32_t>(seqs[i].data(), seqs[i].size() - 1));
+        steps.push_back({sessions.back().get(), std::span<const int32_t>(&seqs[i].back(), 1), false});
+    }
+    const std::vector<Tensor> out = engine_->forward(steps);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        const InferResult single = engine_->infer(*ref_->model, {seqs[i]});
+        EXPECT_LT(rel_l2(out[i].data_as<float>(), single.logits[0].data_as<float>(), V), 1e-5) << "session " << i;
+    }
+}
+
+TEST_P(ReferenceModelTest, HiddenStatesMatchTheRecordedOnes) {
+    const ModelConfig& c = config();
+    const int j = ref_->prompts.front();
+    const std::string p = "prompt." + std::to_string(j);
+    const std::vector<int32_t> ids = ref_->ids(p + ".ids");
+    const InferResult r = engine_->infer(*ref_->model, {ids}, {.all_logits = true, .hidden_states = true});
+    ASSERT_EQ(r.hidden.size(), 1u);
+    ASSERT_EQ(r.hidden[0].size(), static_cast<size_t>(c.num_layers + 1));
+    for (int l = 0; l <= c.num_layers; ++l) {
+        const float* want = ref_->floats(p + ".hidden." + std::to_string(l));
+        EXPECT_LT(rel_l2(r.hidden[0][static_cast<size_t>(l)].data_as<float>(), want, ids.size() * c.hidden_size), 0.05) << "hidden." << l;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, ReferenceModelTest, testing::ValuesIn(all_params()), param_name);
+
+}  // namespace
+}  // namespace bitnet::test

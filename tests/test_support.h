@@ -1,0 +1,65 @@
+// Helpers shared by the tests: where the reference data lives, and how to compare logits.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "bitnet/engine.h"
+#include "kernels/cpu/kernels.h"
+
+namespace bitnet::test {
+
+// The small reference models ship in tests/data, so the tests run from a bare clone.
+inline std::string model_dir(const std::string& name) { return std::string(BITNET_TEST_DATA_DIR) + "/" + name; }
+
+// ../shared, present for developers and CI but not for a user who cloned only the repository.
+inline std::string shared_dir() { return BITNET_SHARED_DIR; }
+inline bool shared_available() { return std::filesystem::exists(shared_dir() + "/reference"); }
+
+inline double rel_l2(const float* a, const float* b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(a[i]) - b[i];
+        num += d * d;
+        den += static_cast<double>(b[i]) * b[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-30));
+}
+
+inline int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+
+// Fraction of rows whose argmax agrees.
+inline double top1_agreement(const float* a, const float* b, int rows, int cols) {
+    int same = 0;
+    for (int r = 0; r < rows; ++r) same += argmax(a + static_cast<size_t>(r) * cols, cols) == argmax(b + static_cast<size_t>(r) * cols, cols);
+    return static_cast<double>(same) / rows;
+}
+
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+inline CpuKernelLevel level_of(cpu::Isa isa) {
+    switch (isa) {
+        case cpu::Isa::Scalar:
+            return CpuKernelLevel::Scalar;
+        case cpu::Isa::AVX2:
+            return CpuKernelLevel::AVX2;
+        case cpu::Isa::AVX512:
+            return CpuKernelLevel::AVX512;
+        case cpu::Isa::AVX512VNNI:
+            return CpuKernelLevel::AVX512VNNI;
+    }
+    return CpuKernelLevel::Scalar;
+}
+
+inline std::string isa_test_name(const testing::TestParamInfo<cpu::Isa>& info) { return cpu::isa_name(info.param); }
+
+}  // namespace bitnet::test
