@@ -38,6 +38,11 @@ struct EngineOptions {
     size_t memory_pool_bytes = 0;  // activation pool limit; 0: grows as needed
     CpuKernelLevel kernel_level = CpuKernelLevel::Auto;
     KVCacheType kv_cache_type = KVCacheType::F32;  // F32 is the exact mode
+    // BitLinear by default computes the BitNet definition with exact int32 dot products. With
+    // reference_numerics it accumulates dequantized activations in float32 the way PyTorch does,
+    // so rounding-boundary cases of the int8 activation quantisation fall as in transformers
+    // (several times slower; for verifying against transformers, not for serving).
+    bool reference_numerics = false;
 };
 
 struct MemoryStats {
@@ -100,6 +105,7 @@ public:
     EngineBuilder& memory_pool_size(size_t bytes) { options_.memory_pool_bytes = bytes; return *this; }
     EngineBuilder& kernel_level(CpuKernelLevel level) { options_.kernel_level = level; return *this; }
     EngineBuilder& kv_cache_type(KVCacheType type) { options_.kv_cache_type = type; return *this; }
+    EngineBuilder& reference_numerics(bool on) { options_.reference_numerics = on; return *this; }
     std::unique_ptr<InferenceEngine> build() const;
 
 private:

@@ -90,7 +90,7 @@ void ForwardPass::validate(std::span<ForwardItem> items) const {
 
 namespace {
 
-void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, std::initializer_list<GemmJob> jobs) {
+void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, bool reference_numerics, std::initializer_list<GemmJob> jobs) {
     int64_t total = 0;
     for (const GemmJob& j : jobs) {
         for (int m = 0; m < j.x->rows; ++m) j.out_scale[m] = j.w->alpha / j.x->s_x[m];
@@ -101,7 +101,10 @@ void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, std::initializer_lis
         for (const GemmJob& j : jobs) {
             const int64_t rows = j.w->out_features();
             const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
-            if (lo < hi) {
+            if (lo < hi && reference_numerics) {
+                cpu::ternary_gemm_float_order(j.w->view, static_cast<int>(lo - offset), static_cast<int>(hi - offset), j.x->q,
+                                              j.x->stride, j.x->s_x, j.x->rows, j.w->alpha, j.w->alpha_inside, j.y, j.ldy);
+            } else if (lo < hi) {
                 cpu::QuantizedActivations acts{j.x->q, j.x->sum, j.out_scale, j.x->rows, j.x->stride};
                 k.ternary_gemm(j.w->view, static_cast<int>(lo - offset), static_cast<int>(hi - offset), acts, j.y, j.ldy);
             }
@@ -135,7 +138,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     };
     float* scales = arena_.allocate_array<float>(static_cast<size_t>(M) * 3);
     auto gemm1 = [&](const BitLinearWeight& w, const float* x, const QuantizedRows& shared, float* y, int ldy) {
-        run_gemms(k_, pool_, {{&w, input_for(w, x, shared), y, ldy, scales}});
+        run_gemms(k_, pool_, reference_numerics_, {{&w, input_for(w, x, shared), y, ldy, scales}});
     };
     const bool shared_inputs = !c.bitlinear_input_norm;
 
@@ -147,7 +150,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
         }
     });
     if (shared_inputs) {
-        run_gemms(k_, pool_, {{&L.q, &b.qx, b.q, QD, scales}, {&L.k, &b.qx, b.k, KD, scales + M}, {&L.v, &b.qx, b.v, KD, scales + 2 * M}});
+        run_gemms(k_, pool_, reference_numerics_, {{&L.q, &b.qx, b.q, QD, scales}, {&L.k, &b.qx, b.k, KD, scales + M}, {&L.v, &b.qx, b.v, KD, scales + 2 * M}});
     } else {
         gemm1(L.q, b.x, b.qx, b.q, QD);
         gemm1(L.k, b.x, b.qx, b.k, KD);
@@ -207,7 +210,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
         }
     });
     if (shared_inputs) {
-        run_gemms(k_, pool_, {{&L.gate, &b.qx, b.gate, F, scales}, {&L.up, &b.qx, b.up, F, scales + M}});
+        run_gemms(k_, pool_, reference_numerics_, {{&L.gate, &b.qx, b.gate, F, scales}, {&L.up, &b.qx, b.up, F, scales + M}});
     } else {
         gemm1(L.gate, b.x, b.qx, b.gate, F);
         gemm1(L.up, b.x, b.qx, b.up, F);

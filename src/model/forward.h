@@ -27,8 +27,9 @@ struct ForwardItem {
 
 class ForwardPass {
 public:
-    ForwardPass(const Model::Impl& model, const cpu::KernelTable& kernels, ThreadPool& pool, Arena& arena)
-        : m_(model), k_(kernels), pool_(pool), arena_(arena) {}
+    ForwardPass(const Model::Impl& model, const cpu::KernelTable& kernels, ThreadPool& pool, Arena& arena,
+                bool reference_numerics = false)
+        : m_(model), k_(kernels), pool_(pool), arena_(arena), reference_numerics_(reference_numerics) {}
 
     // Embeds, runs every layer and the head, and advances each cache by its new tokens.
     // Validates token ids and cache capacity first; on error nothing is changed.
@@ -48,6 +49,7 @@ private:
     const cpu::KernelTable& k_;
     ThreadPool& pool_;
     Arena& arena_;
+    bool reference_numerics_;
 };
 
 }  // namespace bitnet

@@ -155,6 +155,7 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
         if (!std::isfinite(mean)) wrong(ckpt_, m, "holds non-finite values");
         const float scale = 1.f / std::max(mean, 1e-5f);
         w.alpha = 1.f / scale;
+        w.alpha_inside = true;
         for (int r = 0; r < out; ++r) {
             for (int c = 0; c < in; ++c) {
                 const float q = std::nearbyint(to_f32(m, static_cast<size_t>(r) * in + c) * scale);

@@ -156,7 +156,7 @@ std::vector<Tensor> InferenceEngine::forward(std::span<const SequenceStep> steps
     }
     std::lock_guard<std::mutex> lock(impl_->forward_mutex);
     impl_->arena.reset();
-    ForwardPass pass(model->impl(), *impl_->kernels, *impl_->pool, impl_->arena);
+    ForwardPass pass(model->impl(), *impl_->kernels, *impl_->pool, impl_->arena, impl_->options.reference_numerics);
     pass.run(items);
     return outputs;
 }
@@ -198,7 +198,7 @@ InferResult InferenceEngine::infer(const Model& model, const std::vector<std::ve
     {
         std::lock_guard<std::mutex> lock(impl_->forward_mutex);
         impl_->arena.reset();
-        ForwardPass pass(model.impl(), *impl_->kernels, *impl_->pool, impl_->arena);
+        ForwardPass pass(model.impl(), *impl_->kernels, *impl_->pool, impl_->arena, impl_->options.reference_numerics);
         // Batches larger than the engine's batch size run in chunks.
         const size_t chunk = static_cast<size_t>(impl_->options.max_batch_size);
         for (size_t i = 0; i < items.size(); i += chunk) {

@@ -11,12 +11,15 @@ void EngineFlags::add_to(CLI::App& app) {
         ->check(CLI::IsMember({"auto", "scalar", "avx2", "avx512", "avx512vnni"}));
     app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact), f16, bf16")
         ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+    app.add_flag("--reference-numerics", reference_numerics,
+                 "accumulate BitLinear in float32 like PyTorch, to reproduce transformers' rounding (slower)");
     app.add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 }
 
 EngineOptions EngineFlags::to_options() const {
     EngineOptions o;
     o.threads = threads;
+    o.reference_numerics = reference_numerics;
     if (kernel != "auto") {
         switch (cpu::parse_isa(kernel)) {
             case cpu::Isa::Scalar:

@@ -99,6 +99,15 @@ struct KernelTable {
     void (*attention_head)(const AttentionHeadArgs& args);
 };
 
+// BitLinear as PyTorch computes it in float32: activations dequantized one by one
+// (x_k = q_k / s_x), then y = sum_k x_k * w_k accumulated with fused multiply-adds in k order,
+// as a float GEMM micro-kernel does, and scaled by alpha after the sum (alpha_inside = false,
+// transformers' offline layers) or folded into the weights (alpha_inside = true, online layers:
+// w_k = +-alpha). Slower than ternary_gemm; it exists so that an engine in reference-numerics
+// mode rounds like transformers and crosses the int8 rounding boundaries where it does.
+void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q, int stride,
+                              const float* s_x, int m, float alpha, bool alpha_inside, float* y, int ldy);
+
 // The table of one level. Levels the binary was not built with fall back to Scalar; call
 // isa_supported() first to know whether the CPU can run a level.
 const KernelTable& kernels(Isa isa);

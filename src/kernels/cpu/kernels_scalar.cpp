@@ -2,12 +2,26 @@
 // tested against these functions, so clarity beats speed here.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/half.h"
 #include "kernels/cpu/kernels.h"
 
 namespace bitnet::cpu {
 namespace {
+
+// Sums in the order a 16-lane vector unit does: lane j accumulates elements j, j + 16, ...,
+// then the lanes are added pairwise (8, 4, 2, 1). Vectorised libraries, PyTorch among them,
+// reduce this way, so the reference rounds like them rather than like a sequential loop.
+template <typename Term>
+float lane_sum(int n, Term term) {
+    float lanes[16] = {};
+    for (int i = 0; i < n; ++i) lanes[i % 16] += term(i);
+    for (int width = 8; width >= 1; width /= 2) {
+        for (int j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+    }
+    return lanes[0];
+}
 
 float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
     float amax = 0.f;
@@ -69,8 +83,7 @@ void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const flo
 }
 
 void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
-    float ss = 0.f;
-    for (int i = 0; i < n; ++i) ss += x[i] * x[i];
+    const float ss = lane_sum(n, [x](int i) { return x[i] * x[i]; });
     const float inv = 1.f / std::sqrt(ss / static_cast<float>(n) + eps);
     for (int i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
 }
@@ -91,11 +104,8 @@ void rope(float* x, int n_heads, int head_dim, const float* cos, const float* si
 void softmax(float* x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-    float sum = 0.f;
-    for (int i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - mx);
-        sum += x[i];
-    }
+    for (int i = 0; i < n; ++i) x[i] = std::exp(x[i] - mx);
+    const float sum = lane_sum(n, [x](int i) { return x[i]; });
     const float inv = 1.f / sum;
     for (int i = 0; i < n; ++i) x[i] *= inv;
 }
@@ -125,8 +135,7 @@ inline float load_kv(const void* base, KvType type, size_t i) {
 
 void attention_head(const AttentionHeadArgs& a) {
     for (int p = 0; p < a.n_keys; ++p) {
-        float dot = 0.f;
-        for (int d = 0; d < a.head_dim; ++d) dot += a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d);
+        const float dot = lane_sum(a.head_dim, [&](int d) { return a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d); });
         a.scratch[p] = dot * a.scale;
     }
     softmax(a.scratch, a.n_keys);
@@ -138,6 +147,36 @@ void attention_head(const AttentionHeadArgs& a) {
 }
 
 }  // namespace
+
+void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q, int stride,
+                              const float* s_x, int m, float alpha, bool alpha_inside, float* y, int ldy) {
+    // Rows go in groups whose weights are expanded to floats once and reused for every token;
+    // the group's accumulation chains are independent, which hides the FMA latency.
+    constexpr int kGroup = 8;
+    const size_t cols = static_cast<size_t>(w.cols);
+    std::vector<float> x(static_cast<size_t>(m) * cols);
+    for (int i = 0; i < m; ++i) {
+        for (size_t k = 0; k < cols; ++k) x[i * cols + k] = static_cast<float>(q[static_cast<size_t>(i) * stride + k]) / s_x[i];
+    }
+    const float plus = alpha_inside ? alpha : 1.f;
+    const float weight_value[4] = {-plus, 0.f, plus, 0.f};
+    std::vector<float> wv(kGroup * cols);
+    for (int r0 = r_begin; r0 < r_end; r0 += kGroup) {
+        const int rows = std::min(kGroup, r_end - r0);
+        for (int g = 0; g < rows; ++g) {
+            const uint8_t* row = w.data + static_cast<size_t>(r0 + g) * w.row_bytes();
+            for (size_t k = 0; k < cols; ++k) wv[g * cols + k] = weight_value[ternary_code(row, static_cast<int>(k))];
+        }
+        for (int i = 0; i < m; ++i) {
+            const float* xi = x.data() + i * cols;
+            float acc[kGroup] = {};
+            for (size_t k = 0; k < cols; ++k) {
+                for (int g = 0; g < kGroup; ++g) acc[g] = std::fma(xi[k], wv[g * cols + k], acc[g]);
+            }
+            for (int g = 0; g < rows; ++g) y[static_cast<size_t>(i) * ldy + r0 + g] = alpha_inside ? acc[g] : acc[g] * alpha;
+        }
+    }
+}
 
 const KernelTable& scalar_kernels() {
     static const KernelTable table{

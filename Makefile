@@ -1,0 +1,59 @@
+# The two things a newcomer does. Each installs what the build needs first (Debian packages).
+#   make run   - build, describe the shipped model and run a forward pass on it
+#   make test  - build and run every test
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+MODEL ?= tests/data/tiny-packed
+
+DEBIAN_PACKAGES = build-essential cmake ninja-build pkg-config \
+	libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev \
+	clang libclang-rt-14-dev clang-format
+
+.PHONY: deps build run test test-asan fuzz bench format clean
+
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	./$(BUILD)/bitnet info $(MODEL)
+	./$(BUILD)/bitnet logits $(MODEL) --tokens 509,46,77,390,397,79,300 --top 5 -o $(BUILD)/run-logits.safetensors
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# The tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITNET_SANITIZE=ON -DBITNET_BUILD_BENCH=OFF
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	ctest --test-dir $(BUILD)-asan --output-on-failure -j $(JOBS)
+
+# libFuzzer on the model-file parsers (clang), for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DBITNET_FUZZ=ON -DBITNET_SANITIZE=ON -DBITNET_BUILD_BENCH=OFF -DBITNET_BUILD_TESTS=ON
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_model_files
+	mkdir -p $(BUILD)-fuzz/corpus
+	./$(BUILD)-fuzz/tests/fuzz/fuzz_model_files -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+		$(BUILD)-fuzz/corpus tests/fuzz/corpus
+
+bench: build
+	./$(BUILD)/bench/bench_kernels --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
