@@ -3,6 +3,8 @@
 // this CPU supports.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -41,8 +43,9 @@ const Reference& reference(const std::string& name) {
     auto it = cache.find(name);
     if (it != cache.end()) return it->second;
     Reference r;
-    r.model = Model::load(model_dir(name));
-    r.file = std::make_unique<SafetensorsFile>(model_dir(name) + "/reference.safetensors");
+    const std::string dir = name.find('/') == std::string::npos ? model_dir(name) : name;
+    r.model = Model::load(dir);
+    r.file = std::make_unique<SafetensorsFile>(dir + "/reference.safetensors");
     for (int j = 0; j < 64; ++j) {
         if (r.file->find("prompt." + std::to_string(j) + ".ids")) r.prompts.push_back(j);
         if (r.file->find("generate." + std::to_string(j) + ".ids")) r.generations.push_back(j);
@@ -56,9 +59,26 @@ struct Param {
     bool reference_numerics;  // BitLinear accumulated like PyTorch instead of exact int32
 };
 
+// The reference checkpoints in tests/data, plus any directories listed (colon-separated) in
+// BITNET_REFERENCE_MODELS: folders made by ../shared/reference/make_reference.py, for shapes too
+// large to ship, such as a layer of the real 2B-4T shape.
+std::vector<std::string> reference_models() {
+    std::vector<std::string> out = {"tiny-packed", "tiny-master"};
+    if (const char* extra = std::getenv("BITNET_REFERENCE_MODELS")) {
+        std::string list = extra;
+        for (size_t i = 0; i < list.size();) {
+            size_t end = list.find(':', i);
+            if (end == std::string::npos) end = list.size();
+            if (end > i) out.push_back(list.substr(i, end - i));
+            i = end + 1;
+        }
+    }
+    return out;
+}
+
 std::vector<Param> all_params() {
     std::vector<Param> out;
-    for (const char* m : {"tiny-packed", "tiny-master"}) {
+    for (const std::string& m : reference_models()) {
         for (cpu::Isa isa : cpu::supported_isas()) {
             out.push_back({m, isa, false});
             out.push_back({m, isa, true});
@@ -68,8 +88,10 @@ std::vector<Param> all_params() {
 }
 
 std::string param_name(const testing::TestParamInfo<Param>& info) {
-    std::string m = info.param.model;
-    std::replace(m.begin(), m.end(), '-', '_');
+    std::string m = info.param.model.substr(info.param.model.find_last_of('/') + 1);
+    for (char& ch : m) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+    }
     return m + "_" + cpu::isa_name(info.param.isa) + (info.param.reference_numerics ? "_reference_numerics" : "");
 }
 

@@ -26,19 +26,25 @@ void Arena::add_block(size_t bytes) {
 
 void* Arena::allocate(size_t bytes) {
     bytes = align_up(std::max<size_t>(bytes, 1));
-    while (current_ < blocks_.size() && offset_ + bytes > blocks_[current_].size) {
-        ++current_;
-        offset_ = 0;
+    size_t block = current_;
+    size_t offset = offset_;
+    while (block < blocks_.size() && offset + bytes > blocks_[block].size) {
+        ++block;
+        offset = 0;
     }
-    if (current_ == blocks_.size()) {
-        // Grow geometrically so a growing workload settles after a few steps.
+    if (block == blocks_.size()) {
+        // Grow geometrically so a growing workload settles after a few steps, but never past
+        // the limit when a smaller block would still serve the request.
         size_t capacity = 0;
         for (const Block& b : blocks_) capacity += b.size;
-        add_block(std::max(bytes, std::max<size_t>(capacity, 1 << 20)));
-        offset_ = 0;
+        size_t want = std::max(bytes, std::max<size_t>(capacity, 1 << 20));
+        if (limit_ != 0 && capacity + want > limit_ && capacity + bytes <= limit_) want = limit_ - capacity;
+        add_block(want);  // throws before any state changes
+        offset = 0;
     }
-    void* p = blocks_[current_].data.get() + offset_;
-    offset_ += bytes;
+    current_ = block;
+    void* p = blocks_[current_].data.get() + offset;
+    offset_ = offset + bytes;
     used_ += bytes;
     peak_ = std::max(peak_, used_);
     return p;

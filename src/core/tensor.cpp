@@ -73,7 +73,9 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
         throw Error(ErrorCode::InvalidArgument,
                     std::string("cannot allocate a plain tensor of packed dtype ") + dtype_name(dtype));
     }
-    const size_t bytes = static_cast<size_t>(checked_numel(shape_)) * dtype_size(dtype);
+    const auto numel = static_cast<size_t>(checked_numel(shape_));
+    if (numel > SIZE_MAX / dtype_size(dtype)) throw Error(ErrorCode::InvalidArgument, "tensor too large: " + shape_string());
+    const size_t bytes = numel * dtype_size(dtype);
     void* p = aligned_malloc(bytes);
     std::memset(p, 0, bytes);
     owner_ = std::shared_ptr<void>(p, AlignedDeleter{});

@@ -15,28 +15,42 @@ using json = nlohmann::json;
 }
 
 int get_int(const json& j, const char* key, const std::string& origin, bool required, int fallback) {
+    const std::string field = key;
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) {
-        if (required) bad(origin, key, "is missing");
+        if (required) bad(origin, field, "is missing");
         return fallback;
     }
-    if (!it->is_number_integer()) bad(origin, key, "must be an integer");
+    if (!it->is_number_integer()) bad(origin, field, "must be an integer");
     const int64_t v = it->get<int64_t>();
-    if (v < INT32_MIN || v > INT32_MAX) bad(origin, key, "is out of range");
+    if (v < INT32_MIN || v > INT32_MAX) bad(origin, field, "is out of range");
     return static_cast<int>(v);
 }
 
-float get_float(const json& j, const char* key, const std::string& origin, float fallback) {
+float get_float(const json& j, const char* key, const std::string& origin, float fallback,
+                const std::string& prefix = "") {
+    const std::string field = prefix + key;
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) return fallback;
-    if (!it->is_number()) bad(origin, key, "must be a number");
+    if (!it->is_number()) bad(origin, field, "must be a number");
     return it->get<float>();
 }
 
-std::string get_string(const json& j, const char* key, const std::string& origin, const std::string& fallback) {
+bool get_bool(const json& j, const char* key, const std::string& origin, bool fallback,
+              const std::string& prefix = "") {
+    const std::string field = prefix + key;
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) return fallback;
-    if (!it->is_string()) bad(origin, key, "must be a string");
+    if (!it->is_boolean()) bad(origin, field, "must be true or false");
+    return it->get<bool>();
+}
+
+std::string get_string(const json& j, const char* key, const std::string& origin, const std::string& fallback,
+                       const std::string& prefix = "") {
+    const std::string field = prefix + key;
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    if (!it->is_string()) bad(origin, field, "must be a string");
     return it->get<std::string>();
 }
 
@@ -68,7 +82,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     c.max_position_embeddings = get_int(j, "max_position_embeddings", origin, false, 2048);
     c.rms_norm_eps = get_float(j, "rms_norm_eps", origin, 1e-6f);
     c.rope_theta = get_float(j, "rope_theta", origin, 10000.f);
-    c.tie_word_embeddings = j.value("tie_word_embeddings", true);  // transformers' default
+    c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, true);  // transformers' default
     if (c.num_heads > 0) {
         c.head_dim = get_int(j, "head_dim", origin, false, c.hidden_size / c.num_heads);
         if (!j.contains("head_dim") && c.hidden_size % c.num_heads != 0) {
@@ -78,7 +92,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
         }
     }
     if (const auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {
-        const std::string type = rs->is_object() ? rs->value("rope_type", rs->value("type", "")) : "";
+        if (!rs->is_object()) bad(origin, "rope_scaling", "must be an object or null");
+        const std::string type = rs->contains("rope_type") ? get_string(*rs, "rope_type", origin, "", "rope_scaling.")
+                                                           : get_string(*rs, "type", origin, "", "rope_scaling.");
         if (type != "default") {
             throw Error(ErrorCode::UnsupportedFormat,
                         origin + ": field 'rope_scaling' (type '" + type + "') is not supported");
@@ -113,12 +129,12 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 
     if (const auto q = j.find("quantization_config"); q != j.end() && !q->is_null()) {
         if (!q->is_object()) bad(origin, "quantization_config", "must be an object");
-        const std::string method = get_string(*q, "quant_method", origin, "bitnet");
+        const std::string method = get_string(*q, "quant_method", origin, "bitnet", "quantization_config.");
         if (method != "bitnet") {
             throw Error(ErrorCode::UnsupportedFormat,
                         origin + ": field 'quantization_config.quant_method' value '" + method + "' is not supported");
         }
-        const std::string linear = get_string(*q, "linear_class", origin, "bitlinear");
+        const std::string linear = get_string(*q, "linear_class", origin, "bitlinear", "quantization_config.");
         if (linear == "autobitlinear") {
             c.scale_convention = ScaleConvention::Multiply;
         } else if (linear == "bitlinear") {
@@ -127,7 +143,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
             throw Error(ErrorCode::UnsupportedFormat,
                         origin + ": field 'quantization_config.linear_class' value '" + linear + "' is not supported");
         }
-        const std::string mode = get_string(*q, "quantization_mode", origin, "offline");
+        const std::string mode = get_string(*q, "quantization_mode", origin, "offline", "quantization_config.");
         if (mode == "offline") {
             c.quantization_mode = QuantizationMode::Offline;
         } else if (mode == "online") {
@@ -136,8 +152,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
             throw Error(ErrorCode::UnsupportedFormat,
                         origin + ": field 'quantization_config.quantization_mode' value '" + mode + "' is not supported");
         }
-        c.bitlinear_input_norm = q->value("use_rms_norm", false);
-        c.bitlinear_input_norm_eps = get_float(*q, "rms_norm_eps", origin, 1e-6f);
+        c.bitlinear_input_norm = get_bool(*q, "use_rms_norm", origin, false, "quantization_config.");
+        c.bitlinear_input_norm_eps = get_float(*q, "rms_norm_eps", origin, 1e-6f, "quantization_config.");
     } else if (c.architecture == "LlamaForCausalLM") {
         throw Error(ErrorCode::UnsupportedFormat,
                     origin + ": LlamaForCausalLM without a bitnet 'quantization_config' is not a BitNet model");

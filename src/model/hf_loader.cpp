@@ -100,11 +100,22 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
     m.cols = cols;
     if (t.dtype == StDType::BF16 || t.dtype == StDType::F32) {
         m.dtype = t.dtype == StDType::BF16 ? DType::BF16 : DType::F32;
-        m.data = t.data;
-        record(t, std::string(t.dtype == StDType::BF16 ? "bf16" : "f32") + " (mapped)", t.nbytes, t.nbytes);
+        const size_t elem = st_dtype_size(t.dtype);
+        const std::string kind = t.dtype == StDType::BF16 ? "bf16" : "f32";
+        if (reinterpret_cast<uintptr_t>(t.data) % elem == 0) {
+            m.data = t.data;
+            record(t, kind + " (mapped)", t.nbytes, t.nbytes);
+        } else {
+            // safetensors does not promise alignment; kernels read whole elements.
+            m.owned = AlignedBuffer<uint8_t>(t.nbytes, false);
+            std::memcpy(m.owned.data(), t.data, t.nbytes);
+            m.data = m.owned.data();
+            record(t, kind + " (copied to align)", t.nbytes);
+        }
     } else if (t.dtype == StDType::F16) {
-        m.owned = AlignedBuffer<float>(static_cast<size_t>(rows) * cols, false);
-        for (size_t i = 0; i < m.owned.size(); ++i) m.owned[i] = to_f32(t, i);
+        m.owned = AlignedBuffer<uint8_t>(static_cast<size_t>(rows) * cols * sizeof(float), false);
+        float* dst = reinterpret_cast<float*>(m.owned.data());
+        for (size_t i = 0; i < static_cast<size_t>(rows) * cols; ++i) dst[i] = to_f32(t, i);
         m.dtype = DType::F32;
         m.data = m.owned.data();
         record(t, "f32 (converted)", m.owned.bytes());
@@ -117,9 +128,13 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
 BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) {
     BitLinearWeight w;
     w.name = prefix + ".weight";
-    w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in), false);
-    w.view = {w.packed.data(), out, in, cpu::round_up(in, cpu::kTernaryBlock)};
-    std::vector<int8_t> row(static_cast<size_t>(in));
+    // Allocated once the tensor's shape is known to match, so a lying config cannot make us
+    // reserve memory the file does not back.
+    auto allocate = [&] {
+        w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in), false);
+        w.view = {w.packed.data(), out, in, cpu::round_up(in, cpu::kTernaryBlock)};
+    };
+    std::vector<int8_t> row;
 
     if (cfg_.quantization_mode == QuantizationMode::Offline) {
         // transformers' pack_weights: uint8 [ceil(out/4), in]; row k*R + r of W is bits 2k..2k+1
@@ -131,6 +146,8 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
         const float scale = scalar_value(s);
         if (!(std::isfinite(scale) && scale > 0.f)) wrong(ckpt_, s, "is " + std::to_string(scale) + ", expected a positive finite scale");
         w.alpha = cfg_.scale_convention == ScaleConvention::Divide ? 1.f / scale : scale;
+        allocate();
+        row.resize(static_cast<size_t>(in));
         for (int r = 0; r < out; ++r) {
             const uint8_t* prow = p.data + static_cast<size_t>(r % packed_rows) * in;
             const int shift = 2 * (r / packed_rows);
@@ -148,6 +165,8 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
         // scale = 1 / max(mean|W|, 1e-5); w = clamp(round(W * scale), -1, 1); alpha = 1 / scale.
         const StTensor& m = expect(w.name, {out, in});
         if (!is_float(m.dtype)) wrong(ckpt_, m, "has dtype " + std::string(st_dtype_name(m.dtype)) + ", expected BF16/F16/F32 master weights for quantization_mode online");
+        allocate();
+        row.resize(static_cast<size_t>(in));
         const size_t n = static_cast<size_t>(out) * in;
         double sum = 0;
         for (size_t i = 0; i < n; ++i) sum += std::fabs(to_f32(m, i));

@@ -30,7 +30,7 @@ struct DenseMatrix {
     const void* data = nullptr;
     int rows = 0;
     int cols = 0;
-    AlignedBuffer<float> owned;  // set when the file's dtype had to be converted
+    AlignedBuffer<uint8_t> owned;  // set when the file's bytes had to be converted or aligned
     void row_to_f32(int row, float* out) const;
 };
 

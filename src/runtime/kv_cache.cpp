@@ -8,7 +8,6 @@ namespace bitnet {
 
 KVCache::KVCache(const ModelConfig& config, int capacity, cpu::KvType type)
     : capacity_(capacity),
-      layers_(config.num_layers),
       type_(type),
       row_elems_(static_cast<size_t>(config.num_kv_heads) * config.head_dim),
       elem_bytes_(type == cpu::KvType::F32 ? 4 : 2),

@@ -33,7 +33,6 @@ private:
 
     int capacity_;
     int length_ = 0;
-    int layers_;
     cpu::KvType type_;
     size_t row_elems_;
     size_t elem_bytes_;

@@ -7,8 +7,10 @@
 // pick for callers in objects meant to run on CPUs without AVX-512.
 // GCC 12's _mm512_undefined_* self-initialise a variable, which -Wuninitialized reports at
 // every inlined use (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <immintrin.h>
 #include <math.h>
