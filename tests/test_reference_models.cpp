@@ -33,7 +33,8 @@ struct Reference {
     }
     const float* floats(const std::string& name) const {
         const StTensor* t = file->find(name);
-        if (t == nullptr || t->dtype != StDType::F32) throw std::runtime_error("reference has no f32 " + name);
+        if (t == nullptr || t->dtype != StDType::F32)
+            throw std::runtime_error("reference has no f32 " + name);
         return reinterpret_cast<const float*>(t->data);
     }
 };
@@ -92,11 +93,12 @@ std::string param_name(const testing::TestParamInfo<Param>& info) {
     for (char& ch : m) {
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
     }
-    return m + "_" + cpu::isa_name(info.param.isa) + (info.param.reference_numerics ? "_reference_numerics" : "");
+    return m + "_" + cpu::isa_name(info.param.isa) +
+           (info.param.reference_numerics ? "_reference_numerics" : "");
 }
 
 class ReferenceModelTest : public testing::TestWithParam<Param> {
-protected:
+  protected:
     void SetUp() override {
         ref_ = &reference(GetParam().model);
         engine_ = InferenceEngine::builder()
@@ -151,15 +153,18 @@ TEST_P(ReferenceModelTest, EachLayerReproducesTheRecordedHiddenState) {
         for (int layer = 0; layer < L; ++layer) {
             KVCache cache(c, T, cpu::KvType::F32);
             ForwardItem item{&cache, ids.data(), T, true, nullptr, nullptr};
-            std::vector<float> h(ref_->floats(p + ".hidden." + std::to_string(layer)),
-                                 ref_->floats(p + ".hidden." + std::to_string(layer)) + static_cast<size_t>(T) * H);
+            std::vector<float> h(
+                ref_->floats(p + ".hidden." + std::to_string(layer)),
+                ref_->floats(p + ".hidden." + std::to_string(layer)) + static_cast<size_t>(T) * H);
             e.arena.reset();
-            ForwardPass pass(ref_->model->impl(), *e.kernels, *e.pool, e.arena, GetParam().reference_numerics);
+            ForwardPass pass(ref_->model->impl(), *e.kernels, *e.pool, e.arena,
+                             GetParam().reference_numerics);
             pass.run_layers(std::span<ForwardItem>(&item, 1), h.data(), layer, layer + 1);
             if (layer == L - 1) {
                 for (int t = 0; t < T; ++t) {
                     float* row = h.data() + static_cast<size_t>(t) * H;
-                    e.kernels->rms_norm(row, ref_->model->impl().weights.final_norm.data(), H, c.rms_norm_eps, row);
+                    e.kernels->rms_norm(row, ref_->model->impl().weights.final_norm.data(), H,
+                                        c.rms_norm_eps, row);
                 }
             }
             const float* want = ref_->floats(p + ".hidden." + std::to_string(layer + 1));
@@ -195,7 +200,8 @@ int first_greedy_mismatch(InferenceEngine& engine, const Reference& ref, int j, 
     auto session = engine.create_session(ref.model, static_cast<int>(full.size()));
     Tensor logits = engine.forward(*session, prompt);
     for (size_t pos = prompt.size(); pos < full.size(); ++pos) {
-        if (margin[pos - 1] < 1e-2f || stop(pos - 1)) break;  // the reference itself is undecided here
+        if (margin[pos - 1] < 1e-2f || stop(pos - 1))
+            break;  // the reference itself is undecided here
         const int32_t next = argmax(logits.data_as<float>(), V);
         if (next != full[pos]) return static_cast<int>(pos - prompt.size());
         logits = engine.forward(*session, std::span<const int32_t>(&next, 1));
@@ -213,7 +219,8 @@ TEST_P(ReferenceModelTest, GreedyDecodeReproducesGenerate) {
     for (int j : ref_->generations) {
         const std::string g = "generate." + std::to_string(j);
         if (GetParam().reference_numerics) {
-            EXPECT_EQ(first_greedy_mismatch(*engine_, *ref_, j, [](size_t) { return false; }), -1) << g;
+            EXPECT_EQ(first_greedy_mismatch(*engine_, *ref_, j, [](size_t) { return false; }), -1)
+                << g;
             continue;
         }
         // Default mode: stop where this engine's own full forward pass over the reference sequence
@@ -236,45 +243,59 @@ TEST_P(ReferenceModelTest, GreedyDecodeReproducesGenerate) {
 
 // Prefill + one-token decode steps must compute what one pass over the whole sequence computes.
 TEST_P(ReferenceModelTest, IncrementalDecodeMatchesFullForward) {
-    if (GetParam().reference_numerics) GTEST_SKIP() << "cache handling does not depend on the accumulation order";
+    if (GetParam().reference_numerics)
+        GTEST_SKIP() << "cache handling does not depend on the accumulation order";
     const int V = config().vocab_size;
-    const std::vector<int32_t> seq = ref_->ids("generate." + std::to_string(ref_->generations.front()) + ".ids");
+    const std::vector<int32_t> seq =
+        ref_->ids("generate." + std::to_string(ref_->generations.front()) + ".ids");
     const int T = static_cast<int>(seq.size());
     const InferResult full = engine_->infer(*ref_->model, {seq}, {.all_logits = true});
     auto session = engine_->create_session(ref_->model, T);
     const int prefill = 7;
     Tensor first = engine_->forward(*session, std::span<const int32_t>(seq.data(), prefill), true);
-    EXPECT_LT(rel_l2(first.data_as<float>(), full.logits[0].data_as<float>(), static_cast<size_t>(prefill) * V), 1e-5);
+    EXPECT_LT(rel_l2(first.data_as<float>(), full.logits[0].data_as<float>(),
+                     static_cast<size_t>(prefill) * V),
+              1e-5);
     for (int t = prefill; t < T; ++t) {
         Tensor step = engine_->forward(*session, std::span<const int32_t>(seq.data() + t, 1));
-        ASSERT_LT(rel_l2(step.data_as<float>(), full.logits[0].data_as<float>() + static_cast<size_t>(t) * V, V), 1e-5) << "position " << t;
+        ASSERT_LT(rel_l2(step.data_as<float>(),
+                         full.logits[0].data_as<float>() + static_cast<size_t>(t) * V, V),
+                  1e-5)
+            << "position " << t;
     }
     EXPECT_EQ(session->position(), T);
 }
 
 // Sequences of different lengths in one batch give what each gives alone.
 TEST_P(ReferenceModelTest, BatchOfDifferentLengthsMatchesSingleRuns) {
-    if (GetParam().reference_numerics) GTEST_SKIP() << "batching does not depend on the accumulation order";
+    if (GetParam().reference_numerics)
+        GTEST_SKIP() << "batching does not depend on the accumulation order";
     const int V = config().vocab_size;
     std::vector<std::vector<int32_t>> seqs;
     for (int j : ref_->prompts) seqs.push_back(ref_->ids("prompt." + std::to_string(j) + ".ids"));
     const InferResult batched = engine_->infer(*ref_->model, seqs, {.all_logits = true});
     for (size_t i = 0; i < seqs.size(); ++i) {
         const InferResult single = engine_->infer(*ref_->model, {seqs[i]}, {.all_logits = true});
-        EXPECT_LT(rel_l2(batched.logits[i].data_as<float>(), single.logits[0].data_as<float>(), seqs[i].size() * V), 1e-5) << "sequence " << i;
+        EXPECT_LT(rel_l2(batched.logits[i].data_as<float>(), single.logits[0].data_as<float>(),
+                         seqs[i].size() * V),
+                  1e-5)
+            << "sequence " << i;
     }
     // Decode steps of several sessions at different positions, batched.
     std::vector<std::unique_ptr<Session>> sessions;
     std::vector<SequenceStep> steps;
     for (size_t i = 0; i < seqs.size(); ++i) {
         sessions.push_back(engine_->create_session(ref_->model, static_cast<int>(seqs[i].size())));
-        engine_->forward(*sessions.back(), std::span<const int32_t>(seqs[i].data(), seqs[i].size() - 1));
-        steps.push_back({sessions.back().get(), std::span<const int32_t>(&seqs[i].back(), 1), false});
+        engine_->forward(*sessions.back(),
+                         std::span<const int32_t>(seqs[i].data(), seqs[i].size() - 1));
+        steps.push_back(
+            {sessions.back().get(), std::span<const int32_t>(&seqs[i].back(), 1), false});
     }
     const std::vector<Tensor> out = engine_->forward(steps);
     for (size_t i = 0; i < seqs.size(); ++i) {
         const InferResult single = engine_->infer(*ref_->model, {seqs[i]});
-        EXPECT_LT(rel_l2(out[i].data_as<float>(), single.logits[0].data_as<float>(), V), 1e-5) << "session " << i;
+        EXPECT_LT(rel_l2(out[i].data_as<float>(), single.logits[0].data_as<float>(), V), 1e-5)
+            << "session " << i;
     }
 }
 
@@ -284,12 +305,16 @@ TEST_P(ReferenceModelTest, HiddenStatesMatchTheRecordedOnes) {
     const int j = ref_->prompts.front();
     const std::string p = "prompt." + std::to_string(j);
     const std::vector<int32_t> ids = ref_->ids(p + ".ids");
-    const InferResult r = engine_->infer(*ref_->model, {ids}, {.all_logits = true, .hidden_states = true});
+    const InferResult r =
+        engine_->infer(*ref_->model, {ids}, {.all_logits = true, .hidden_states = true});
     ASSERT_EQ(r.hidden.size(), 1u);
     ASSERT_EQ(r.hidden[0].size(), static_cast<size_t>(c.num_layers + 1));
     for (int l = 0; l <= c.num_layers; ++l) {
         const float* want = ref_->floats(p + ".hidden." + std::to_string(l));
-        EXPECT_LT(rel_l2(r.hidden[0][static_cast<size_t>(l)].data_as<float>(), want, ids.size() * c.hidden_size), 0.05) << "hidden." << l;
+        EXPECT_LT(rel_l2(r.hidden[0][static_cast<size_t>(l)].data_as<float>(), want,
+                         ids.size() * c.hidden_size),
+                  0.05)
+            << "hidden." << l;
     }
 }
 

@@ -15,11 +15,17 @@
 namespace bitnet::test {
 
 // The small reference models ship in tests/data, so the tests run from a bare clone.
-inline std::string model_dir(const std::string& name) { return std::string(BITNET_TEST_DATA_DIR) + "/" + name; }
+inline std::string model_dir(const std::string& name) {
+    return std::string(BITNET_TEST_DATA_DIR) + "/" + name;
+}
 
 // ../shared, present for developers and CI but not for a user who cloned only the repository.
-inline std::string shared_dir() { return BITNET_SHARED_DIR; }
-inline bool shared_available() { return std::filesystem::exists(shared_dir() + "/reference"); }
+inline std::string shared_dir() {
+    return BITNET_SHARED_DIR;
+}
+inline bool shared_available() {
+    return std::filesystem::exists(shared_dir() + "/reference");
+}
 
 inline double rel_l2(const float* a, const float* b, size_t n) {
     double num = 0, den = 0;
@@ -31,12 +37,16 @@ inline double rel_l2(const float* a, const float* b, size_t n) {
     return std::sqrt(num / std::max(den, 1e-30));
 }
 
-inline int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+inline int argmax(const float* x, int n) {
+    return static_cast<int>(std::max_element(x, x + n) - x);
+}
 
 // Fraction of rows whose argmax agrees.
 inline double top1_agreement(const float* a, const float* b, int rows, int cols) {
     int same = 0;
-    for (int r = 0; r < rows; ++r) same += argmax(a + static_cast<size_t>(r) * cols, cols) == argmax(b + static_cast<size_t>(r) * cols, cols);
+    for (int r = 0; r < rows; ++r)
+        same += argmax(a + static_cast<size_t>(r) * cols, cols) ==
+                argmax(b + static_cast<size_t>(r) * cols, cols);
     return static_cast<double>(same) / rows;
 }
 
@@ -60,6 +70,8 @@ inline CpuKernelLevel level_of(cpu::Isa isa) {
     return CpuKernelLevel::Scalar;
 }
 
-inline std::string isa_test_name(const testing::TestParamInfo<cpu::Isa>& info) { return cpu::isa_name(info.param); }
+inline std::string isa_test_name(const testing::TestParamInfo<cpu::Isa>& info) {
+    return cpu::isa_name(info.param);
+}
 
 }  // namespace bitnet::test

@@ -33,8 +33,8 @@ enum class CpuKernelLevel { Auto, Scalar, AVX2, AVX512, AVX512VNNI };
 
 struct EngineOptions {
     Device device = Device::Auto;
-    int threads = 0;          // 0: every core this process may use
-    int max_batch_size = 16;  // sequences in one forward pass
+    int threads = 0;               // 0: every core this process may use
+    int max_batch_size = 16;       // sequences in one forward pass
     size_t memory_pool_bytes = 0;  // activation pool limit; 0: grows as needed
     CpuKernelLevel kernel_level = CpuKernelLevel::Auto;
     KVCacheType kv_cache_type = KVCacheType::F32;  // F32 is the exact mode
@@ -57,7 +57,7 @@ class InferenceEngine;
 
 // One sequence's state: its KV cache and position. Created by an engine, used with that engine.
 class Session {
-public:
+  public:
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -70,7 +70,7 @@ public:
     struct Impl;
     Impl& impl() noexcept { return *impl_; }
 
-private:
+  private:
     friend class InferenceEngine;
     explicit Session(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
@@ -97,23 +97,47 @@ struct InferResult {
 };
 
 class EngineBuilder {
-public:
-    EngineBuilder& device(Device d) { options_.device = d; return *this; }
-    EngineBuilder& use_gpu(bool on) { options_.device = on ? Device::Auto : Device::CPU; return *this; }
-    EngineBuilder& threads(int n) { options_.threads = n; return *this; }
-    EngineBuilder& batch_size(int n) { options_.max_batch_size = n; return *this; }
-    EngineBuilder& memory_pool_size(size_t bytes) { options_.memory_pool_bytes = bytes; return *this; }
-    EngineBuilder& kernel_level(CpuKernelLevel level) { options_.kernel_level = level; return *this; }
-    EngineBuilder& kv_cache_type(KVCacheType type) { options_.kv_cache_type = type; return *this; }
-    EngineBuilder& reference_numerics(bool on) { options_.reference_numerics = on; return *this; }
+  public:
+    EngineBuilder& device(Device d) {
+        options_.device = d;
+        return *this;
+    }
+    EngineBuilder& use_gpu(bool on) {
+        options_.device = on ? Device::Auto : Device::CPU;
+        return *this;
+    }
+    EngineBuilder& threads(int n) {
+        options_.threads = n;
+        return *this;
+    }
+    EngineBuilder& batch_size(int n) {
+        options_.max_batch_size = n;
+        return *this;
+    }
+    EngineBuilder& memory_pool_size(size_t bytes) {
+        options_.memory_pool_bytes = bytes;
+        return *this;
+    }
+    EngineBuilder& kernel_level(CpuKernelLevel level) {
+        options_.kernel_level = level;
+        return *this;
+    }
+    EngineBuilder& kv_cache_type(KVCacheType type) {
+        options_.kv_cache_type = type;
+        return *this;
+    }
+    EngineBuilder& reference_numerics(bool on) {
+        options_.reference_numerics = on;
+        return *this;
+    }
     std::unique_ptr<InferenceEngine> build() const;
 
-private:
+  private:
     EngineOptions options_;
 };
 
 class InferenceEngine {
-public:
+  public:
     InferenceEngine();  // the defaults of EngineOptions
     explicit InferenceEngine(const EngineOptions& options);
     ~InferenceEngine();
@@ -138,8 +162,8 @@ public:
     Tensor forward(Session& session, std::span<const int32_t> tokens, bool all_logits = false);
 
     const EngineOptions& options() const noexcept;
-    Device device() const noexcept;          // the device actually used
-    std::string kernel_level() const;        // e.g. "avx512vnni"
+    Device device() const noexcept;    // the device actually used
+    std::string kernel_level() const;  // e.g. "avx512vnni"
     int threads() const noexcept;
     MemoryStats memory_stats() const;
 
@@ -147,7 +171,7 @@ public:
     struct Impl;
     Impl& impl() noexcept { return *impl_; }
 
-private:
+  private:
     std::unique_ptr<Impl> impl_;
 };
 

@@ -67,10 +67,11 @@ struct LoadOptions {
 };
 
 class Model {
-public:
+  public:
     // Loads a model directory (config.json + model.safetensors or a sharded index) or a path to
     // its .safetensors / .safetensors.index.json. Throws bitnet::Error naming what is wrong.
-    static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
+    static std::shared_ptr<const Model> load(const std::string& path,
+                                             const LoadOptions& options = {});
 
     ~Model();
     const ModelConfig& config() const noexcept;
@@ -79,7 +80,7 @@ public:
     struct Impl;
     const Impl& impl() const noexcept { return *impl_; }
 
-private:
+  private:
     explicit Model(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

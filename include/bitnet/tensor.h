@@ -29,7 +29,7 @@ enum class Device { Auto, CPU, CUDA };
 const char* device_name(Device device) noexcept;
 
 class Tensor {
-public:
+  public:
     Tensor() = default;
     // Allocates a zero-filled, 64-byte aligned host buffer.
     Tensor(DType dtype, std::vector<int64_t> shape);
@@ -54,7 +54,7 @@ public:
     template <typename T>
     const T* data_as() const;
 
-private:
+  private:
     DType dtype_ = DType::F32;
     Device device_ = Device::CPU;
     std::vector<int64_t> shape_;

@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <memory>
 #include <new>
+#include <string>
 
 #include "bitnet/error.h"
 
@@ -30,7 +30,7 @@ struct AlignedDeleter {
 // An owning, aligned array of trivially-constructible T. Not value-initialised unless asked.
 template <typename T>
 class AlignedBuffer {
-public:
+  public:
     AlignedBuffer() = default;
     explicit AlignedBuffer(size_t count, bool zero = true)
         : data_(static_cast<T*>(aligned_malloc(count * sizeof(T)))), size_(count) {
@@ -43,7 +43,7 @@ public:
     T& operator[](size_t i) noexcept { return data_.get()[i]; }
     const T& operator[](size_t i) const noexcept { return data_.get()[i]; }
 
-private:
+  private:
     std::unique_ptr<T, AlignedDeleter> data_;
     size_t size_ = 0;
 };

@@ -6,7 +6,9 @@
 namespace bitnet {
 
 namespace {
-size_t align_up(size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
+size_t align_up(size_t n) {
+    return (n + kAlignment - 1) / kAlignment * kAlignment;
+}
 }  // namespace
 
 void Arena::add_block(size_t bytes) {
@@ -14,8 +16,9 @@ void Arena::add_block(size_t bytes) {
     for (const Block& b : blocks_) capacity += b.size;
     if (limit_ != 0 && capacity + bytes > limit_) {
         throw Error(ErrorCode::OutOfMemory,
-                    "memory pool limit of " + std::to_string(limit_) + " bytes reached (asked for " +
-                        std::to_string(bytes) + " more); raise memory_pool_size or lower batch size");
+                    "memory pool limit of " + std::to_string(limit_) +
+                        " bytes reached (asked for " + std::to_string(bytes) +
+                        " more); raise memory_pool_size or lower batch size");
     }
     Block b;
     b.data.reset(static_cast<std::byte*>(aligned_malloc(bytes)));
@@ -38,7 +41,8 @@ void* Arena::allocate(size_t bytes) {
         size_t capacity = 0;
         for (const Block& b : blocks_) capacity += b.size;
         size_t want = std::max(bytes, std::max<size_t>(capacity, 1 << 20));
-        if (limit_ != 0 && capacity + want > limit_ && capacity + bytes <= limit_) want = limit_ - capacity;
+        if (limit_ != 0 && capacity + want > limit_ && capacity + bytes <= limit_)
+            want = limit_ - capacity;
         add_block(want);  // throws before any state changes
         offset = 0;
     }

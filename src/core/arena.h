@@ -13,15 +13,15 @@
 namespace bitnet {
 
 struct ArenaStats {
-    size_t capacity_bytes = 0;  // bytes held in blocks
-    size_t used_bytes = 0;      // bytes handed out since the last reset
-    size_t peak_bytes = 0;      // most bytes handed out between two resets
+    size_t capacity_bytes = 0;     // bytes held in blocks
+    size_t used_bytes = 0;         // bytes handed out since the last reset
+    size_t peak_bytes = 0;         // most bytes handed out between two resets
     size_t block_allocations = 0;  // heap allocations the arena itself made, ever
-    size_t limit_bytes = 0;     // 0: unlimited
+    size_t limit_bytes = 0;        // 0: unlimited
 };
 
 class Arena {
-public:
+  public:
     // limit_bytes: the most the arena may hold (0 for no limit); exceeding it is an OutOfMemory
     // bitnet::Error naming the request, not a crash.
     explicit Arena(size_t limit_bytes = 0) : limit_(limit_bytes) {}
@@ -39,7 +39,7 @@ public:
     void reserve(size_t bytes);
     ArenaStats stats() const;
 
-private:
+  private:
     struct Block {
         std::unique_ptr<std::byte, AlignedDeleter> data;
         size_t size = 0;

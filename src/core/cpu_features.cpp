@@ -42,7 +42,9 @@ CpuFeatures detect() {
     return f;
 }
 #else
-CpuFeatures detect() { return {}; }
+CpuFeatures detect() {
+    return {};
+}
 #endif
 
 }  // namespace

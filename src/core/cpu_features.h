@@ -4,7 +4,7 @@
 namespace bitnet {
 
 struct CpuFeatures {
-    bool avx2 = false;  // with FMA and F16C
+    bool avx2 = false;    // with FMA and F16C
     bool avx512 = false;  // F + BW + DQ + VL, and the OS saves the ZMM state
     bool avx512_vnni = false;
     bool avx512_bf16 = false;

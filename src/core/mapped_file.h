@@ -9,7 +9,7 @@
 namespace bitnet {
 
 class MappedFile {
-public:
+  public:
     // Throws bitnet::Error (NotFound / IoError) naming the path.
     explicit MappedFile(const std::string& path);
     ~MappedFile();
@@ -20,7 +20,7 @@ public:
     size_t size() const noexcept { return size_; }
     const std::string& path() const noexcept { return path_; }
 
-private:
+  private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;

@@ -61,7 +61,8 @@ int64_t checked_numel(const std::vector<int64_t>& shape) {
     int64_t n = 1;
     for (int64_t d : shape) {
         if (d < 0) throw Error(ErrorCode::InvalidArgument, "tensor dimension is negative");
-        if (d != 0 && n > INT64_MAX / d) throw Error(ErrorCode::InvalidArgument, "tensor too large");
+        if (d != 0 && n > INT64_MAX / d)
+            throw Error(ErrorCode::InvalidArgument, "tensor too large");
         n *= d;
     }
     return n;
@@ -70,11 +71,13 @@ int64_t checked_numel(const std::vector<int64_t>& shape) {
 
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
     if (dtype_size(dtype) == 0) {
-        throw Error(ErrorCode::InvalidArgument,
-                    std::string("cannot allocate a plain tensor of packed dtype ") + dtype_name(dtype));
+        throw Error(
+            ErrorCode::InvalidArgument,
+            std::string("cannot allocate a plain tensor of packed dtype ") + dtype_name(dtype));
     }
     const auto numel = static_cast<size_t>(checked_numel(shape_));
-    if (numel > SIZE_MAX / dtype_size(dtype)) throw Error(ErrorCode::InvalidArgument, "tensor too large: " + shape_string());
+    if (numel > SIZE_MAX / dtype_size(dtype))
+        throw Error(ErrorCode::InvalidArgument, "tensor too large: " + shape_string());
     const size_t bytes = numel * dtype_size(dtype);
     void* p = aligned_malloc(bytes);
     std::memset(p, 0, bytes);
@@ -106,7 +109,9 @@ int64_t Tensor::numel() const noexcept {
     return n;
 }
 
-size_t Tensor::nbytes() const noexcept { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+size_t Tensor::nbytes() const noexcept {
+    return static_cast<size_t>(numel()) * dtype_size(dtype_);
+}
 
 std::string Tensor::shape_string() const {
     std::string s = "[";
@@ -120,15 +125,25 @@ std::string Tensor::shape_string() const {
 template <typename T>
 static constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::F32; }
+constexpr DType dtype_of<float>() {
+    return DType::F32;
+}
 template <>
-constexpr DType dtype_of<int32_t>() { return DType::I32; }
+constexpr DType dtype_of<int32_t>() {
+    return DType::I32;
+}
 template <>
-constexpr DType dtype_of<int8_t>() { return DType::I8; }
+constexpr DType dtype_of<int8_t>() {
+    return DType::I8;
+}
 template <>
-constexpr DType dtype_of<uint8_t>() { return DType::U8; }
+constexpr DType dtype_of<uint8_t>() {
+    return DType::U8;
+}
 template <>
-constexpr DType dtype_of<uint16_t>() { return DType::BF16; }
+constexpr DType dtype_of<uint16_t>() {
+    return DType::BF16;
+}
 
 template <typename T>
 T* Tensor::data_as() {
@@ -137,10 +152,12 @@ T* Tensor::data_as() {
 
 template <typename T>
 const T* Tensor::data_as() const {
-    const bool half_ok = std::is_same_v<T, uint16_t> && (dtype_ == DType::BF16 || dtype_ == DType::F16);
+    const bool half_ok =
+        std::is_same_v<T, uint16_t> && (dtype_ == DType::BF16 || dtype_ == DType::F16);
     if (!half_ok && dtype_ != dtype_of<T>()) {
-        throw Error(ErrorCode::InvalidArgument, std::string("tensor has dtype ") + dtype_name(dtype_) +
-                                                    ", not " + dtype_name(dtype_of<T>()));
+        throw Error(ErrorCode::InvalidArgument, std::string("tensor has dtype ") +
+                                                    dtype_name(dtype_) + ", not " +
+                                                    dtype_name(dtype_of<T>()));
     }
     return static_cast<const T*>(data_);
 }

@@ -16,7 +16,7 @@
 namespace bitnet {
 
 class ThreadPool {
-public:
+  public:
     explicit ThreadPool(int threads);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
@@ -29,7 +29,7 @@ public:
     // The first exception thrown by fn is rethrown here after every piece has finished.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-private:
+  private:
     void worker_loop(int index);
     void run_piece(int index);
 

@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 std::string read_text_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-        throw Error(fs::exists(path) ? ErrorCode::IoError : ErrorCode::NotFound, path + ": cannot open");
+        throw Error(fs::exists(path) ? ErrorCode::IoError : ErrorCode::NotFound,
+                    path + ": cannot open");
     }
     std::ostringstream ss;
     ss << in.rdbuf();
@@ -26,7 +27,8 @@ std::string read_text_file(const std::string& path) {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The shard files an index names, in first-seen order.
@@ -44,11 +46,13 @@ std::vector<std::string> shards_from_index(const std::string& index_path) {
     std::vector<std::string> files;
     for (auto it = map->begin(); it != map->end(); ++it) {
         if (!it.value().is_string()) {
-            throw Error(ErrorCode::ParseError, index_path + ": weight_map entry '" + it.key() + "' is not a string");
+            throw Error(ErrorCode::ParseError,
+                        index_path + ": weight_map entry '" + it.key() + "' is not a string");
         }
         const std::string f = it.value().get<std::string>();
         if (f.find('/') != std::string::npos || f.find("..") != std::string::npos) {
-            throw Error(ErrorCode::ParseError, index_path + ": weight_map names '" + f + "', outside the model directory");
+            throw Error(ErrorCode::ParseError,
+                        index_path + ": weight_map names '" + f + "', outside the model directory");
         }
         if (std::find(files.begin(), files.end(), f) == files.end()) files.push_back(f);
     }
@@ -67,13 +71,17 @@ HfCheckpoint::HfCheckpoint(const std::string& path) {
         if (fs::exists(single)) {
             shard_paths.push_back(single.string());
         } else if (fs::exists(index)) {
-            for (const std::string& f : shards_from_index(index.string())) shard_paths.push_back((fs::path(path) / f).string());
+            for (const std::string& f : shards_from_index(index.string()))
+                shard_paths.push_back((fs::path(path) / f).string());
         } else {
-            throw Error(ErrorCode::NotFound, path + ": no model.safetensors or model.safetensors.index.json in this directory");
+            throw Error(
+                ErrorCode::NotFound,
+                path + ": no model.safetensors or model.safetensors.index.json in this directory");
         }
     } else if (ends_with(path, ".safetensors.index.json")) {
         dir_ = fs::path(path).parent_path().string();
-        for (const std::string& f : shards_from_index(path)) shard_paths.push_back((fs::path(dir_) / f).string());
+        for (const std::string& f : shards_from_index(path))
+            shard_paths.push_back((fs::path(dir_) / f).string());
     } else if (ends_with(path, ".safetensors")) {
         dir_ = fs::path(path).parent_path().string();
         shard_paths.push_back(path);
@@ -92,7 +100,8 @@ HfCheckpoint::HfCheckpoint(const std::string& path) {
         auto shard = std::make_shared<SafetensorsFile>(p);
         for (const StTensor& t : shard->header().tensors) {
             if (!tensor_shard_.emplace(t.name, shards_.size()).second) {
-                throw Error(ErrorCode::ParseError, p + ": tensor '" + t.name + "' also appears in " +
+                throw Error(ErrorCode::ParseError, p + ": tensor '" + t.name +
+                                                       "' also appears in " +
                                                        shards_[tensor_shard_[t.name]]->path());
             }
         }

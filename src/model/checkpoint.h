@@ -13,7 +13,7 @@
 namespace bitnet {
 
 class HfCheckpoint {
-public:
+  public:
     // `path`: a model directory, a .safetensors file or a .safetensors.index.json (config.json is
     // looked for beside it). Throws bitnet::Error naming the missing or malformed file.
     explicit HfCheckpoint(const std::string& path);
@@ -30,7 +30,7 @@ public:
     size_t file_bytes() const;
     const std::vector<std::shared_ptr<SafetensorsFile>>& shards() const { return shards_; }
 
-private:
+  private:
     std::string dir_;
     std::string config_path_;
     ModelConfig config_;

@@ -14,7 +14,8 @@ using json = nlohmann::json;
     throw Error(ErrorCode::InvalidConfig, origin + ": field '" + field + "' " + why);
 }
 
-int get_int(const json& j, const char* key, const std::string& origin, bool required, int fallback) {
+int get_int(const json& j, const char* key, const std::string& origin, bool required,
+            int fallback) {
     const std::string field = key;
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) {
@@ -45,8 +46,8 @@ bool get_bool(const json& j, const char* key, const std::string& origin, bool fa
     return it->get<bool>();
 }
 
-std::string get_string(const json& j, const char* key, const std::string& origin, const std::string& fallback,
-                       const std::string& prefix = "") {
+std::string get_string(const json& j, const char* key, const std::string& origin,
+                       const std::string& fallback, const std::string& prefix = "") {
     const std::string field = prefix + key;
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) return fallback;
@@ -82,19 +83,21 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     c.max_position_embeddings = get_int(j, "max_position_embeddings", origin, false, 2048);
     c.rms_norm_eps = get_float(j, "rms_norm_eps", origin, 1e-6f);
     c.rope_theta = get_float(j, "rope_theta", origin, 10000.f);
-    c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, true);  // transformers' default
+    c.tie_word_embeddings =
+        get_bool(j, "tie_word_embeddings", origin, true);  // transformers' default
     if (c.num_heads > 0) {
         c.head_dim = get_int(j, "head_dim", origin, false, c.hidden_size / c.num_heads);
         if (!j.contains("head_dim") && c.hidden_size % c.num_heads != 0) {
-            bad(origin, "num_attention_heads", "(" + std::to_string(c.num_heads) +
-                                                   ") does not divide hidden_size (" +
-                                                   std::to_string(c.hidden_size) + ")");
+            bad(origin, "num_attention_heads",
+                "(" + std::to_string(c.num_heads) + ") does not divide hidden_size (" +
+                    std::to_string(c.hidden_size) + ")");
         }
     }
     if (const auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {
         if (!rs->is_object()) bad(origin, "rope_scaling", "must be an object or null");
-        const std::string type = rs->contains("rope_type") ? get_string(*rs, "rope_type", origin, "", "rope_scaling.")
-                                                           : get_string(*rs, "type", origin, "", "rope_scaling.");
+        const std::string type = rs->contains("rope_type")
+                                     ? get_string(*rs, "rope_type", origin, "", "rope_scaling.")
+                                     : get_string(*rs, "type", origin, "", "rope_scaling.");
         if (type != "default") {
             throw Error(ErrorCode::UnsupportedFormat,
                         origin + ": field 'rope_scaling' (type '" + type + "') is not supported");
@@ -107,7 +110,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     } else if (act == "silu" || act == "swish") {
         c.activation = Activation::Silu;
     } else {
-        throw Error(ErrorCode::UnsupportedFormat, origin + ": field 'hidden_act' value '" + act + "' is not supported (relu2, silu)");
+        throw Error(ErrorCode::UnsupportedFormat, origin + ": field 'hidden_act' value '" + act +
+                                                      "' is not supported (relu2, silu)");
     }
 
     // The three families of docs/BITNET.md differ in sub-norms and in how BitLinear is stored.
@@ -129,34 +133,44 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 
     if (const auto q = j.find("quantization_config"); q != j.end() && !q->is_null()) {
         if (!q->is_object()) bad(origin, "quantization_config", "must be an object");
-        const std::string method = get_string(*q, "quant_method", origin, "bitnet", "quantization_config.");
+        const std::string method =
+            get_string(*q, "quant_method", origin, "bitnet", "quantization_config.");
         if (method != "bitnet") {
             throw Error(ErrorCode::UnsupportedFormat,
-                        origin + ": field 'quantization_config.quant_method' value '" + method + "' is not supported");
+                        origin + ": field 'quantization_config.quant_method' value '" + method +
+                            "' is not supported");
         }
-        const std::string linear = get_string(*q, "linear_class", origin, "bitlinear", "quantization_config.");
+        const std::string linear =
+            get_string(*q, "linear_class", origin, "bitlinear", "quantization_config.");
         if (linear == "autobitlinear") {
             c.scale_convention = ScaleConvention::Multiply;
         } else if (linear == "bitlinear") {
             c.scale_convention = ScaleConvention::Divide;
         } else {
             throw Error(ErrorCode::UnsupportedFormat,
-                        origin + ": field 'quantization_config.linear_class' value '" + linear + "' is not supported");
+                        origin + ": field 'quantization_config.linear_class' value '" + linear +
+                            "' is not supported");
         }
-        const std::string mode = get_string(*q, "quantization_mode", origin, "offline", "quantization_config.");
+        const std::string mode =
+            get_string(*q, "quantization_mode", origin, "offline", "quantization_config.");
         if (mode == "offline") {
             c.quantization_mode = QuantizationMode::Offline;
         } else if (mode == "online") {
             c.quantization_mode = QuantizationMode::Online;
         } else {
             throw Error(ErrorCode::UnsupportedFormat,
-                        origin + ": field 'quantization_config.quantization_mode' value '" + mode + "' is not supported");
+                        origin + ": field 'quantization_config.quantization_mode' value '" + mode +
+                            "' is not supported");
         }
-        c.bitlinear_input_norm = get_bool(*q, "use_rms_norm", origin, false, "quantization_config.");
-        c.bitlinear_input_norm_eps = get_float(*q, "rms_norm_eps", origin, 1e-6f, "quantization_config.");
+        c.bitlinear_input_norm =
+            get_bool(*q, "use_rms_norm", origin, false, "quantization_config.");
+        c.bitlinear_input_norm_eps =
+            get_float(*q, "rms_norm_eps", origin, 1e-6f, "quantization_config.");
     } else if (c.architecture == "LlamaForCausalLM") {
-        throw Error(ErrorCode::UnsupportedFormat,
-                    origin + ": LlamaForCausalLM without a bitnet 'quantization_config' is not a BitNet model");
+        throw Error(
+            ErrorCode::UnsupportedFormat,
+            origin +
+                ": LlamaForCausalLM without a bitnet 'quantization_config' is not a BitNet model");
     }
 
     c.bos_token_id = get_int(j, "bos_token_id", origin, false, -1);
@@ -191,9 +205,9 @@ void validate_model_config(const ModelConfig& c, const std::string& origin) {
         bad(origin, "hidden_size", "or another dimension is implausibly large");
     }
     if (c.num_heads % c.num_kv_heads != 0) {
-        bad(origin, "num_key_value_heads", "(" + std::to_string(c.num_kv_heads) +
-                                               ") does not divide num_attention_heads (" +
-                                               std::to_string(c.num_heads) + ")");
+        bad(origin, "num_key_value_heads",
+            "(" + std::to_string(c.num_kv_heads) + ") does not divide num_attention_heads (" +
+                std::to_string(c.num_heads) + ")");
     }
     if (c.head_dim % 2 != 0) bad(origin, "head_dim", "must be even for rotary embeddings");
     if (!(c.rms_norm_eps > 0.f)) bad(origin, "rms_norm_eps", "must be positive");

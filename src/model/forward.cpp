@@ -45,20 +45,20 @@ constexpr int kRowGrain = 16;  // rows per thread piece come in multiples of thi
 
 struct ForwardPass::Batch {
     std::span<ForwardItem> items;
-    int M = 0;                 // new tokens in the whole batch
-    int* item_of = nullptr;    // [M]
-    int* pos = nullptr;        // [M] position of each token in its sequence
-    float* cos = nullptr;      // [M][head_dim / 2]
+    int M = 0;               // new tokens in the whole batch
+    int* item_of = nullptr;  // [M]
+    int* pos = nullptr;      // [M] position of each token in its sequence
+    float* cos = nullptr;    // [M][head_dim / 2]
     float* sin = nullptr;
     // Scratch reused by every layer.
-    float* x = nullptr;        // [M][hidden] normed input of a block
-    float* q = nullptr;        // [M][heads * head_dim]
-    float* k = nullptr;        // [M][kv_heads * head_dim]
+    float* x = nullptr;  // [M][hidden] normed input of a block
+    float* q = nullptr;  // [M][heads * head_dim]
+    float* k = nullptr;  // [M][kv_heads * head_dim]
     float* v = nullptr;
-    float* attn = nullptr;     // [M][heads * head_dim]
-    float* gate = nullptr;     // [M][intermediate]
+    float* attn = nullptr;  // [M][heads * head_dim]
+    float* gate = nullptr;  // [M][intermediate]
     float* up = nullptr;
-    float* proj = nullptr;     // [M][hidden] output of o_proj / down_proj
+    float* proj = nullptr;          // [M][hidden] output of o_proj / down_proj
     float* norm_scratch = nullptr;  // [M][max(hidden, intermediate, q dim)] for use_rms_norm
     QuantizedRows qx, qattn, qffn, qextra;
 };
@@ -68,21 +68,28 @@ void ForwardPass::validate(std::span<ForwardItem> items) const {
     for (size_t i = 0; i < items.size(); ++i) {
         const ForwardItem& it = items[i];
         const std::string which = "sequence " + std::to_string(i);
-        if (it.cache == nullptr) throw Error(ErrorCode::InvalidArgument, which + " has no KV cache");
-        if (it.n_tokens <= 0 || it.tokens == nullptr) throw Error(ErrorCode::InvalidArgument, which + " has no tokens");
+        if (it.cache == nullptr)
+            throw Error(ErrorCode::InvalidArgument, which + " has no KV cache");
+        if (it.n_tokens <= 0 || it.tokens == nullptr)
+            throw Error(ErrorCode::InvalidArgument, which + " has no tokens");
         for (size_t j = 0; j < i; ++j) {
-            if (items[j].cache == it.cache) throw Error(ErrorCode::InvalidArgument, which + " uses the same session as sequence " + std::to_string(j));
+            if (items[j].cache == it.cache)
+                throw Error(ErrorCode::InvalidArgument,
+                            which + " uses the same session as sequence " + std::to_string(j));
         }
         if (static_cast<int64_t>(it.cache->length()) + it.n_tokens > it.cache->capacity()) {
             throw Error(ErrorCode::CapacityExceeded,
-                        which + ": " + std::to_string(it.cache->length()) + " cached + " + std::to_string(it.n_tokens) +
-                            " new tokens exceed the KV cache capacity of " + std::to_string(it.cache->capacity()));
+                        which + ": " + std::to_string(it.cache->length()) + " cached + " +
+                            std::to_string(it.n_tokens) +
+                            " new tokens exceed the KV cache capacity of " +
+                            std::to_string(it.cache->capacity()));
         }
         for (int t = 0; t < it.n_tokens; ++t) {
             if (it.tokens[t] < 0 || it.tokens[t] >= m_.config.vocab_size) {
-                throw Error(ErrorCode::InvalidArgument, which + ": token id " + std::to_string(it.tokens[t]) + " at index " +
-                                                            std::to_string(t) + " is outside the vocabulary [0, " +
-                                                            std::to_string(m_.config.vocab_size) + ")");
+                throw Error(ErrorCode::InvalidArgument,
+                            which + ": token id " + std::to_string(it.tokens[t]) + " at index " +
+                                std::to_string(t) + " is outside the vocabulary [0, " +
+                                std::to_string(m_.config.vocab_size) + ")");
             }
         }
     }
@@ -90,7 +97,8 @@ void ForwardPass::validate(std::span<ForwardItem> items) const {
 
 namespace {
 
-void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, bool reference_numerics, std::initializer_list<GemmJob> jobs) {
+void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, bool reference_numerics,
+               std::initializer_list<GemmJob> jobs) {
     int64_t total = 0;
     for (const GemmJob& j : jobs) {
         for (int m = 0; m < j.x->rows; ++m) j.out_scale[m] = j.w->alpha / j.x->s_x[m];
@@ -102,11 +110,14 @@ void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, bool reference_numer
             const int64_t rows = j.w->out_features();
             const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + rows);
             if (lo < hi && reference_numerics) {
-                cpu::ternary_gemm_float_order(j.w->view, static_cast<int>(lo - offset), static_cast<int>(hi - offset), j.x->q,
-                                              j.x->stride, j.x->s_x, j.x->rows, j.w->alpha, j.w->alpha_inside, j.y, j.ldy);
+                cpu::ternary_gemm_float_order(
+                    j.w->view, static_cast<int>(lo - offset), static_cast<int>(hi - offset), j.x->q,
+                    j.x->stride, j.x->s_x, j.x->rows, j.w->alpha, j.w->alpha_inside, j.y, j.ldy);
             } else if (lo < hi) {
-                cpu::QuantizedActivations acts{j.x->q, j.x->sum, j.out_scale, j.x->rows, j.x->stride};
-                k.ternary_gemm(j.w->view, static_cast<int>(lo - offset), static_cast<int>(hi - offset), acts, j.y, j.ldy);
+                cpu::QuantizedActivations acts{j.x->q, j.x->sum, j.out_scale, j.x->rows,
+                                               j.x->stride};
+                k.ternary_gemm(j.w->view, static_cast<int>(lo - offset),
+                               static_cast<int>(hi - offset), acts, j.y, j.ldy);
             }
             offset += rows;
         }
@@ -125,19 +136,24 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
 
     // BitLinear inputs: normed rows quantized once and shared by the matrices that read them,
     // unless the model has a per-BitLinear input norm (use_rms_norm), which needs its own pass.
-    auto input_for = [&](const BitLinearWeight& w, const float* x, const QuantizedRows& shared) -> const QuantizedRows* {
+    auto input_for = [&](const BitLinearWeight& w, const float* x,
+                         const QuantizedRows& shared) -> const QuantizedRows* {
         if (w.input_norm.empty()) return &shared;
         const int n = w.in_features();
         pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; ++t) {
-                k_.rms_norm(x + t * n, w.input_norm.data(), n, c.bitlinear_input_norm_eps, b.norm_scratch + t * n);
-                b.qextra.s_x[t] = k_.quantize_row_i8(b.norm_scratch + t * n, n, b.qextra.stride, b.qextra.q + t * b.qextra.stride, b.qextra.sum + t);
+                k_.rms_norm(x + t * n, w.input_norm.data(), n, c.bitlinear_input_norm_eps,
+                            b.norm_scratch + t * n);
+                b.qextra.s_x[t] =
+                    k_.quantize_row_i8(b.norm_scratch + t * n, n, b.qextra.stride,
+                                       b.qextra.q + t * b.qextra.stride, b.qextra.sum + t);
             }
         });
         return &b.qextra;
     };
     float* scales = arena_.allocate_array<float>(static_cast<size_t>(M) * 3);
-    auto gemm1 = [&](const BitLinearWeight& w, const float* x, const QuantizedRows& shared, float* y, int ldy) {
+    auto gemm1 = [&](const BitLinearWeight& w, const float* x, const QuantizedRows& shared,
+                     float* y, int ldy) {
         run_gemms(k_, pool_, reference_numerics_, {{&w, input_for(w, x, shared), y, ldy, scales}});
     };
     const bool shared_inputs = !c.bitlinear_input_norm;
@@ -146,11 +162,16 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             k_.rms_norm(h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            if (shared_inputs) b.qx.s_x[t] = k_.quantize_row_i8(b.x + t * t_h, H, b.qx.stride, b.qx.q + t * b.qx.stride, b.qx.sum + t);
+            if (shared_inputs)
+                b.qx.s_x[t] = k_.quantize_row_i8(b.x + t * t_h, H, b.qx.stride,
+                                                 b.qx.q + t * b.qx.stride, b.qx.sum + t);
         }
     });
     if (shared_inputs) {
-        run_gemms(k_, pool_, reference_numerics_, {{&L.q, &b.qx, b.q, QD, scales}, {&L.k, &b.qx, b.k, KD, scales + M}, {&L.v, &b.qx, b.v, KD, scales + 2 * M}});
+        run_gemms(k_, pool_, reference_numerics_,
+                  {{&L.q, &b.qx, b.q, QD, scales},
+                   {&L.k, &b.qx, b.k, KD, scales + M},
+                   {&L.v, &b.qx, b.v, KD, scales + 2 * M}});
     } else {
         gemm1(L.q, b.x, b.qx, b.q, QD);
         gemm1(L.k, b.x, b.qx, b.k, KD);
@@ -161,7 +182,8 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
         for (int64_t t = t0; t < t1; ++t) {
             k_.rope(b.q + t * QD, c.num_heads, hd, b.cos + t * half, b.sin + t * half);
             k_.rope(b.k + t * KD, c.num_kv_heads, hd, b.cos + t * half, b.sin + t * half);
-            b.items[static_cast<size_t>(b.item_of[t])].cache->store(index, b.pos[t], b.k + t * KD, b.v + t * KD);
+            b.items[static_cast<size_t>(b.item_of[t])].cache->store(index, b.pos[t], b.k + t * KD,
+                                                                    b.v + t * KD);
         }
     });
     const int group = c.num_heads / c.num_kv_heads;
@@ -173,7 +195,8 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             const int head = static_cast<int>(u % c.num_heads);
             const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[t])].cache;
             const int n_keys = b.pos[t] + 1;
-            if (scratch.size() < static_cast<size_t>(n_keys)) scratch.resize(static_cast<size_t>(n_keys) * 2);
+            if (scratch.size() < static_cast<size_t>(n_keys))
+                scratch.resize(static_cast<size_t>(n_keys) * 2);
             const size_t kv_offset = static_cast<size_t>(head / group) * hd;
             const size_t elem = cache.type() == cpu::KvType::F32 ? 4 : 2;
             cpu::AttentionHeadArgs a;
@@ -193,8 +216,11 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             float* a = b.attn + t * QD;
-            if (!L.attn_sub_norm.empty()) k_.rms_norm(a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, a);
-            if (shared_inputs) b.qattn.s_x[t] = k_.quantize_row_i8(a, QD, b.qattn.stride, b.qattn.q + t * b.qattn.stride, b.qattn.sum + t);
+            if (!L.attn_sub_norm.empty())
+                k_.rms_norm(a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, a);
+            if (shared_inputs)
+                b.qattn.s_x[t] = k_.quantize_row_i8(
+                    a, QD, b.qattn.stride, b.qattn.q + t * b.qattn.stride, b.qattn.sum + t);
         }
     });
     gemm1(L.o, b.attn, b.qattn, b.proj, H);
@@ -206,11 +232,14 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             const float* p = b.proj + t * t_h;
             for (int i = 0; i < H; ++i) ht[i] += p[i];
             k_.rms_norm(ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            if (shared_inputs) b.qx.s_x[t] = k_.quantize_row_i8(b.x + t * t_h, H, b.qx.stride, b.qx.q + t * b.qx.stride, b.qx.sum + t);
+            if (shared_inputs)
+                b.qx.s_x[t] = k_.quantize_row_i8(b.x + t * t_h, H, b.qx.stride,
+                                                 b.qx.q + t * b.qx.stride, b.qx.sum + t);
         }
     });
     if (shared_inputs) {
-        run_gemms(k_, pool_, reference_numerics_, {{&L.gate, &b.qx, b.gate, F, scales}, {&L.up, &b.qx, b.up, F, scales + M}});
+        run_gemms(k_, pool_, reference_numerics_,
+                  {{&L.gate, &b.qx, b.gate, F, scales}, {&L.up, &b.qx, b.up, F, scales + M}});
     } else {
         gemm1(L.gate, b.x, b.qx, b.gate, F);
         gemm1(L.up, b.x, b.qx, b.up, F);
@@ -223,8 +252,11 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             } else {
                 k_.silu_mul(g, b.up + t * F, g, F);
             }
-            if (!L.ffn_sub_norm.empty()) k_.rms_norm(g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, g);
-            if (shared_inputs) b.qffn.s_x[t] = k_.quantize_row_i8(g, F, b.qffn.stride, b.qffn.q + t * b.qffn.stride, b.qffn.sum + t);
+            if (!L.ffn_sub_norm.empty())
+                k_.rms_norm(g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, g);
+            if (shared_inputs)
+                b.qffn.s_x[t] = k_.quantize_row_i8(g, F, b.qffn.stride,
+                                                   b.qffn.q + t * b.qffn.stride, b.qffn.sum + t);
         }
     });
     gemm1(L.down, b.gate, b.qffn, b.proj, H);
@@ -288,7 +320,8 @@ void ForwardPass::run(std::span<ForwardItem> items) {
     {
         size_t t = 0;
         for (const ForwardItem& it : items) {
-            for (int j = 0; j < it.n_tokens; ++j, ++t) m_.weights.embedding.row_to_f32(it.tokens[j], h + t * t_h);
+            for (int j = 0; j < it.n_tokens; ++j, ++t)
+                m_.weights.embedding.row_to_f32(it.tokens[j], h + t * t_h);
         }
     }
     // Hidden-state capture, for --hidden and the reference tests: copy rows out per item.
@@ -296,8 +329,8 @@ void ForwardPass::run(std::span<ForwardItem> items) {
         size_t t = 0;
         for (const ForwardItem& it : items) {
             if (it.hidden != nullptr) {
-                std::memcpy(it.hidden + static_cast<size_t>(slot) * it.n_tokens * t_h, src + t * t_h,
-                            sizeof(float) * it.n_tokens * t_h);
+                std::memcpy(it.hidden + static_cast<size_t>(slot) * it.n_tokens * t_h,
+                            src + t * t_h, sizeof(float) * it.n_tokens * t_h);
             }
             t += static_cast<size_t>(it.n_tokens);
         }
@@ -316,7 +349,8 @@ void ForwardPass::run(std::span<ForwardItem> items) {
 
     // Final norm and lm_head, on the rows whose logits are wanted (all rows when capturing).
     int R = 0;
-    for (const ForwardItem& it : items) R += any_hidden ? it.n_tokens : (it.all_logits ? it.n_tokens : 1);
+    for (const ForwardItem& it : items)
+        R += any_hidden ? it.n_tokens : (it.all_logits ? it.n_tokens : 1);
     float* normed = arena_.allocate_array<float>(static_cast<size_t>(R) * H);
     int* row_token = arena_.allocate_array<int>(static_cast<size_t>(R));
     {
@@ -329,7 +363,8 @@ void ForwardPass::run(std::span<ForwardItem> items) {
     }
     pool_.parallel_for(R, 1, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            k_.rms_norm(h + static_cast<size_t>(row_token[r]) * t_h, m_.weights.final_norm.data(), H, c.rms_norm_eps, normed + r * t_h);
+            k_.rms_norm(h + static_cast<size_t>(row_token[r]) * t_h, m_.weights.final_norm.data(),
+                        H, c.rms_norm_eps, normed + r * t_h);
         }
     });
     if (any_hidden) capture(L, normed);
@@ -338,9 +373,11 @@ void ForwardPass::run(std::span<ForwardItem> items) {
     float* logits = arena_.allocate_array<float>(static_cast<size_t>(R) * V);
     pool_.parallel_for(V, 64, [&](int64_t v0, int64_t v1) {
         if (head.dtype == DType::BF16) {
-            k_.dense_gemm_bf16(static_cast<const uint16_t*>(head.data), H, static_cast<int>(v0), static_cast<int>(v1), normed, R, H, logits, V);
+            k_.dense_gemm_bf16(static_cast<const uint16_t*>(head.data), H, static_cast<int>(v0),
+                               static_cast<int>(v1), normed, R, H, logits, V);
         } else {
-            k_.dense_gemm_f32(static_cast<const float*>(head.data), H, static_cast<int>(v0), static_cast<int>(v1), normed, R, H, logits, V);
+            k_.dense_gemm_f32(static_cast<const float*>(head.data), H, static_cast<int>(v0),
+                              static_cast<int>(v1), normed, R, H, logits, V);
         }
     });
     {
@@ -349,7 +386,8 @@ void ForwardPass::run(std::span<ForwardItem> items) {
             const int rows = any_hidden ? it.n_tokens : (it.all_logits ? it.n_tokens : 1);
             const int wanted = it.all_logits ? it.n_tokens : 1;
             if (it.logits != nullptr) {
-                std::memcpy(it.logits, logits + static_cast<size_t>(r + rows - wanted) * V, sizeof(float) * wanted * V);
+                std::memcpy(it.logits, logits + static_cast<size_t>(r + rows - wanted) * V,
+                            sizeof(float) * wanted * V);
             }
             r += rows;
         }

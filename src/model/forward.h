@@ -15,21 +15,25 @@
 namespace bitnet {
 
 struct ForwardItem {
-    KVCache* cache = nullptr;        // new tokens go to positions cache->length() ...
+    KVCache* cache = nullptr;  // new tokens go to positions cache->length() ...
     const int32_t* tokens = nullptr;
     int n_tokens = 0;
-    bool all_logits = false;         // else only the last token's
-    float* logits = nullptr;         // [all_logits ? n_tokens : 1][vocab], may be null
+    bool all_logits = false;  // else only the last token's
+    float* logits = nullptr;  // [all_logits ? n_tokens : 1][vocab], may be null
     // Optional [(layers + 1)][n_tokens][hidden]: embedding output, residual stream after each
     // layer but the last, and the final-normed stream last (the reference files' hidden.I).
     float* hidden = nullptr;
 };
 
 class ForwardPass {
-public:
-    ForwardPass(const Model::Impl& model, const cpu::KernelTable& kernels, ThreadPool& pool, Arena& arena,
-                bool reference_numerics = false)
-        : m_(model), k_(kernels), pool_(pool), arena_(arena), reference_numerics_(reference_numerics) {}
+  public:
+    ForwardPass(const Model::Impl& model, const cpu::KernelTable& kernels, ThreadPool& pool,
+                Arena& arena, bool reference_numerics = false)
+        : m_(model),
+          k_(kernels),
+          pool_(pool),
+          arena_(arena),
+          reference_numerics_(reference_numerics) {}
 
     // Embeds, runs every layer and the head, and advances each cache by its new tokens.
     // Validates token ids and cache capacity first; on error nothing is changed.
@@ -40,7 +44,7 @@ public:
     // feed recorded hidden states into one layer (teacher forcing).
     void run_layers(std::span<ForwardItem> items, float* h, int first, int last);
 
-private:
+  private:
     struct Batch;
     void validate(std::span<ForwardItem> items) const;
     void layer(const Batch& b, int index, float* h);

@@ -23,18 +23,20 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 class HfLoader {
-public:
-    HfLoader(const HfCheckpoint& ckpt, ModelInfo& info) : ckpt_(ckpt), cfg_(ckpt.config()), info_(info) {}
+  public:
+    HfLoader(const HfCheckpoint& ckpt, ModelInfo& info)
+        : ckpt_(ckpt), cfg_(ckpt.config()), info_(info) {}
 
     ModelWeights load();
 
-private:
+  private:
     const StTensor& expect(const std::string& name, const std::vector<int64_t>& shape) const;
     float scalar_value(const StTensor& t) const;
     std::vector<float> norm(const std::string& name, int size);
     DenseMatrix dense(const std::string& name, int rows, int cols);
     BitLinearWeight bitlinear(const std::string& prefix, int out, int in);
-    void record(const StTensor& t, const std::string& engine_format, size_t engine_bytes, size_t mapped = 0);
+    void record(const StTensor& t, const std::string& engine_format, size_t engine_bytes,
+                size_t mapped = 0);
 
     const HfCheckpoint& ckpt_;
     const ModelConfig& cfg_;
@@ -42,12 +44,14 @@ private:
 };
 
 [[noreturn]] void wrong(const HfCheckpoint& ckpt, const StTensor& t, const std::string& why) {
-    throw Error(ErrorCode::ShapeMismatch, ckpt.file_of(t.name) + ": tensor '" + t.name + "' " + why);
+    throw Error(ErrorCode::ShapeMismatch,
+                ckpt.file_of(t.name) + ": tensor '" + t.name + "' " + why);
 }
 
 const StTensor& HfLoader::expect(const std::string& name, const std::vector<int64_t>& shape) const {
     const StTensor& t = ckpt_.get(name);
-    if (t.shape != shape) wrong(ckpt_, t, "has shape " + shape_str(t.shape) + ", expected " + shape_str(shape));
+    if (t.shape != shape)
+        wrong(ckpt_, t, "has shape " + shape_str(t.shape) + ", expected " + shape_str(shape));
     return t;
 }
 
@@ -69,24 +73,32 @@ float to_f32(const StTensor& t, size_t i) {
     }
 }
 
-bool is_float(StDType d) { return d == StDType::F32 || d == StDType::BF16 || d == StDType::F16; }
+bool is_float(StDType d) {
+    return d == StDType::F32 || d == StDType::BF16 || d == StDType::F16;
+}
 
-void HfLoader::record(const StTensor& t, const std::string& engine_format, size_t engine_bytes, size_t mapped) {
-    info_.tensors.push_back({t.name, st_dtype_name(t.dtype), t.shape, t.nbytes, engine_format, engine_bytes});
+void HfLoader::record(const StTensor& t, const std::string& engine_format, size_t engine_bytes,
+                      size_t mapped) {
+    info_.tensors.push_back(
+        {t.name, st_dtype_name(t.dtype), t.shape, t.nbytes, engine_format, engine_bytes});
     info_.engine_bytes += engine_bytes;
     info_.mapped_bytes += mapped;
 }
 
 float HfLoader::scalar_value(const StTensor& t) const {
     if (t.numel() != 1 || !is_float(t.dtype)) {
-        wrong(ckpt_, t, "must hold one float (has " + std::string(st_dtype_name(t.dtype)) + " " + shape_str(t.shape) + ")");
+        wrong(ckpt_, t,
+              "must hold one float (has " + std::string(st_dtype_name(t.dtype)) + " " +
+                  shape_str(t.shape) + ")");
     }
     return to_f32(t, 0);
 }
 
 std::vector<float> HfLoader::norm(const std::string& name, int size) {
     const StTensor& t = expect(name, {size});
-    if (!is_float(t.dtype)) wrong(ckpt_, t, "has dtype " + std::string(st_dtype_name(t.dtype)) + ", expected a float type");
+    if (!is_float(t.dtype))
+        wrong(ckpt_, t,
+              "has dtype " + std::string(st_dtype_name(t.dtype)) + ", expected a float type");
     std::vector<float> out(static_cast<size_t>(size));
     for (int i = 0; i < size; ++i) out[i] = to_f32(t, i);
     record(t, "f32 (converted)", out.size() * sizeof(float));
@@ -120,7 +132,8 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
         m.data = m.owned.data();
         record(t, "f32 (converted)", m.owned.bytes());
     } else {
-        wrong(ckpt_, t, "has dtype " + std::string(st_dtype_name(t.dtype)) + ", expected BF16, F16 or F32");
+        wrong(ckpt_, t,
+              "has dtype " + std::string(st_dtype_name(t.dtype)) + ", expected BF16, F16 or F32");
     }
     return m;
 }
@@ -141,10 +154,14 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
         // of P[r], holding value + 1.
         const int packed_rows = (out + 3) / 4;
         const StTensor& p = expect(w.name, {packed_rows, in});
-        if (p.dtype != StDType::U8) wrong(ckpt_, p, "has dtype " + std::string(st_dtype_name(p.dtype)) + ", expected U8 (packed ternary) for quantization_mode offline");
+        if (p.dtype != StDType::U8)
+            wrong(ckpt_, p,
+                  "has dtype " + std::string(st_dtype_name(p.dtype)) +
+                      ", expected U8 (packed ternary) for quantization_mode offline");
         const StTensor& s = ckpt_.get(prefix + ".weight_scale");
         const float scale = scalar_value(s);
-        if (!(std::isfinite(scale) && scale > 0.f)) wrong(ckpt_, s, "is " + std::to_string(scale) + ", expected a positive finite scale");
+        if (!(std::isfinite(scale) && scale > 0.f))
+            wrong(ckpt_, s, "is " + std::to_string(scale) + ", expected a positive finite scale");
         w.alpha = cfg_.scale_convention == ScaleConvention::Divide ? 1.f / scale : scale;
         allocate();
         row.resize(static_cast<size_t>(in));
@@ -153,10 +170,14 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
             const int shift = 2 * (r / packed_rows);
             for (int c = 0; c < in; ++c) {
                 const int code = (prow[c] >> shift) & 3;
-                if (code == 3) wrong(ckpt_, p, "holds the invalid 2-bit code 3 at row " + std::to_string(r) + ", column " + std::to_string(c));
+                if (code == 3)
+                    wrong(ckpt_, p,
+                          "holds the invalid 2-bit code 3 at row " + std::to_string(r) +
+                              ", column " + std::to_string(c));
                 row[c] = static_cast<int8_t>(code - 1);
             }
-            cpu::pack_ternary_row(row.data(), in, w.packed.data() + static_cast<size_t>(r) * w.view.row_bytes());
+            cpu::pack_ternary_row(row.data(), in,
+                                  w.packed.data() + static_cast<size_t>(r) * w.view.row_bytes());
         }
         record(p, "ternary2 (repacked)", w.packed.bytes());
         record(s, "f32 scalar", 0);
@@ -164,7 +185,10 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
         // Online: absmean ternarisation, as transformers' WeightQuant and 1bitLLM's weight_quant:
         // scale = 1 / max(mean|W|, 1e-5); w = clamp(round(W * scale), -1, 1); alpha = 1 / scale.
         const StTensor& m = expect(w.name, {out, in});
-        if (!is_float(m.dtype)) wrong(ckpt_, m, "has dtype " + std::string(st_dtype_name(m.dtype)) + ", expected BF16/F16/F32 master weights for quantization_mode online");
+        if (!is_float(m.dtype))
+            wrong(ckpt_, m,
+                  "has dtype " + std::string(st_dtype_name(m.dtype)) +
+                      ", expected BF16/F16/F32 master weights for quantization_mode online");
         allocate();
         row.resize(static_cast<size_t>(in));
         const size_t n = static_cast<size_t>(out) * in;
@@ -180,7 +204,8 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
                 const float q = std::nearbyint(to_f32(m, static_cast<size_t>(r) * in + c) * scale);
                 row[c] = static_cast<int8_t>(std::clamp(q, -1.f, 1.f));
             }
-            cpu::pack_ternary_row(row.data(), in, w.packed.data() + static_cast<size_t>(r) * w.view.row_bytes());
+            cpu::pack_ternary_row(row.data(), in,
+                                  w.packed.data() + static_cast<size_t>(r) * w.view.row_bytes());
         }
         record(m, "ternary2 (ternarised)", w.packed.bytes());
     }
@@ -205,8 +230,11 @@ ModelWeights HfLoader::load() {
         L.attn_norm = norm(p + "input_layernorm.weight", H);
         L.ffn_norm = norm(p + "post_attention_layernorm.weight", H);
         if (cfg_.sub_norms) {
-            L.attn_sub_norm = norm(p + (one_bit_llm ? "self_attn.inner_attn_ln.weight" : "self_attn.attn_sub_norm.weight"), QD);
-            L.ffn_sub_norm = norm(p + (one_bit_llm ? "mlp.ffn_layernorm.weight" : "mlp.ffn_sub_norm.weight"), F);
+            L.attn_sub_norm = norm(p + (one_bit_llm ? "self_attn.inner_attn_ln.weight"
+                                                    : "self_attn.attn_sub_norm.weight"),
+                                   QD);
+            L.ffn_sub_norm =
+                norm(p + (one_bit_llm ? "mlp.ffn_layernorm.weight" : "mlp.ffn_sub_norm.weight"), F);
         }
         L.q = bitlinear(p + "self_attn.q_proj", QD, H);
         L.k = bitlinear(p + "self_attn.k_proj", KD, H);
@@ -230,12 +258,16 @@ std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path) {
     impl->info.config = impl->config;
     impl->info.file_bytes = ckpt->file_bytes();
     impl->info.format = std::string("safetensors (") +
-                        (impl->config.quantization_mode == QuantizationMode::Offline ? "packed ternary" : "master weights, ternarised at load") + ")";
+                        (impl->config.quantization_mode == QuantizationMode::Offline
+                             ? "packed ternary"
+                             : "master weights, ternarised at load") +
+                        ")";
     HfLoader loader(*ckpt, impl->info);
     impl->weights = loader.load();
     impl->rope.build(impl->config.head_dim, impl->config.rope_theta);
     impl->file_owner = ckpt;
-    impl->info.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    impl->info.load_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return impl;
 }
 

@@ -14,12 +14,12 @@
 namespace bitnet {
 
 struct BitLinearWeight {
-    std::string name;                // checkpoint name of the weight tensor
-    AlignedBuffer<uint8_t> packed;   // kernel layout, see kernels.h
-    cpu::TernaryMatrixView view;     // rows = out_features, cols = in_features
-    float alpha = 1.f;               // y = dot(x_q, w_t) / s_x * alpha
-    bool alpha_inside = false;       // transformers folds alpha into the weights (online mode)
-    std::vector<float> input_norm;   // use_rms_norm models only: RMSNorm weight of the input
+    std::string name;               // checkpoint name of the weight tensor
+    AlignedBuffer<uint8_t> packed;  // kernel layout, see kernels.h
+    cpu::TernaryMatrixView view;    // rows = out_features, cols = in_features
+    float alpha = 1.f;              // y = dot(x_q, w_t) / s_x * alpha
+    bool alpha_inside = false;      // transformers folds alpha into the weights (online mode)
+    std::vector<float> input_norm;  // use_rms_norm models only: RMSNorm weight of the input
     int out_features() const { return view.rows; }
     int in_features() const { return view.cols; }
 };
@@ -43,7 +43,7 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-    DenseMatrix embedding;  // [vocab, hidden]
+    DenseMatrix embedding;    // [vocab, hidden]
     DenseMatrix lm_head_own;  // [vocab, hidden] when not tied
     bool tied = false;
     std::vector<float> final_norm;  // [hidden]

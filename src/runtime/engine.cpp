@@ -56,15 +56,21 @@ cpu::KvType kv_type_for(KVCacheType t) {
 
 InferenceEngine::Impl::Impl(const EngineOptions& o) : options(o), arena(o.memory_pool_bytes) {
     if (o.device == Device::CUDA) {
-        throw Error(ErrorCode::UnsupportedFormat, "Device::CUDA requested but this build has no CUDA backend");
+        throw Error(ErrorCode::UnsupportedFormat,
+                    "Device::CUDA requested but this build has no CUDA backend");
     }
     // Device::Auto falls back to the CPU when no GPU backend is available.
     options.device = Device::CPU;
-    if (o.threads < 0) throw Error(ErrorCode::InvalidArgument, "threads must be >= 0 (0 means every available core)");
-    if (o.max_batch_size <= 0) throw Error(ErrorCode::InvalidArgument, "batch size must be positive");
+    if (o.threads < 0)
+        throw Error(ErrorCode::InvalidArgument,
+                    "threads must be >= 0 (0 means every available core)");
+    if (o.max_batch_size <= 0)
+        throw Error(ErrorCode::InvalidArgument, "batch size must be positive");
     const cpu::Isa isa = isa_for(o.kernel_level);
     if (!cpu::isa_supported(isa)) {
-        throw Error(ErrorCode::UnsupportedFormat, std::string("kernel level ") + cpu::isa_name(isa) + " is not supported by this CPU or build");
+        throw Error(ErrorCode::UnsupportedFormat, std::string("kernel level ") +
+                                                      cpu::isa_name(isa) +
+                                                      " is not supported by this CPU or build");
     }
     kernels = &cpu::kernels(isa);
     options.threads = o.threads == 0 ? available_cores() : o.threads;
@@ -73,7 +79,10 @@ InferenceEngine::Impl::Impl(const EngineOptions& o) : options(o), arena(o.memory
 
 Session::Impl::Impl(std::shared_ptr<const Model> m, int capacity, cpu::KvType type,
                     std::shared_ptr<InferenceEngine::Impl::Counters> c, const void* owner)
-    : model(std::move(m)), cache(model->config(), capacity, type), counters(std::move(c)), engine(owner) {
+    : model(std::move(m)),
+      cache(model->config(), capacity, type),
+      counters(std::move(c)),
+      engine(owner) {
     counters->kv_bytes += cache.bytes();
     ++counters->sessions;
 }
@@ -85,21 +94,40 @@ Session::Impl::~Impl() {
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Session::~Session() = default;
-int Session::position() const noexcept { return impl_->cache.length(); }
-int Session::capacity() const noexcept { return impl_->cache.capacity(); }
-void Session::reset() noexcept { impl_->cache.set_length(0); }
-const Model& Session::model() const noexcept { return *impl_->model; }
+int Session::position() const noexcept {
+    return impl_->cache.length();
+}
+int Session::capacity() const noexcept {
+    return impl_->cache.capacity();
+}
+void Session::reset() noexcept {
+    impl_->cache.set_length(0);
+}
+const Model& Session::model() const noexcept {
+    return *impl_->model;
+}
 
-std::unique_ptr<InferenceEngine> EngineBuilder::build() const { return std::make_unique<InferenceEngine>(options_); }
+std::unique_ptr<InferenceEngine> EngineBuilder::build() const {
+    return std::make_unique<InferenceEngine>(options_);
+}
 
 InferenceEngine::InferenceEngine() : InferenceEngine(EngineOptions{}) {}
-InferenceEngine::InferenceEngine(const EngineOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+InferenceEngine::InferenceEngine(const EngineOptions& options)
+    : impl_(std::make_unique<Impl>(options)) {}
 InferenceEngine::~InferenceEngine() = default;
 
-const EngineOptions& InferenceEngine::options() const noexcept { return impl_->options; }
-Device InferenceEngine::device() const noexcept { return impl_->options.device; }
-std::string InferenceEngine::kernel_level() const { return impl_->kernels->name; }
-int InferenceEngine::threads() const noexcept { return impl_->pool->size(); }
+const EngineOptions& InferenceEngine::options() const noexcept {
+    return impl_->options;
+}
+Device InferenceEngine::device() const noexcept {
+    return impl_->options.device;
+}
+std::string InferenceEngine::kernel_level() const {
+    return impl_->kernels->name;
+}
+int InferenceEngine::threads() const noexcept {
+    return impl_->pool->size();
+}
 
 MemoryStats InferenceEngine::memory_stats() const {
     std::lock_guard<std::mutex> lock(impl_->forward_mutex);
@@ -117,21 +145,25 @@ std::shared_ptr<const Model> InferenceEngine::load_model(const std::string& path
     return Model::load(path, LoadOptions{impl_->options.device});
 }
 
-std::unique_ptr<Session> InferenceEngine::create_session(std::shared_ptr<const Model> model, int max_tokens) {
+std::unique_ptr<Session> InferenceEngine::create_session(std::shared_ptr<const Model> model,
+                                                         int max_tokens) {
     if (!model) throw Error(ErrorCode::InvalidArgument, "create_session: null model");
     const int limit = model->config().max_position_embeddings;
-    if (max_tokens < 0) throw Error(ErrorCode::InvalidArgument, "create_session: max_tokens must be >= 0");
+    if (max_tokens < 0)
+        throw Error(ErrorCode::InvalidArgument, "create_session: max_tokens must be >= 0");
     const int capacity = max_tokens == 0 ? limit : max_tokens;
     return std::unique_ptr<Session>(new Session(std::make_unique<Session::Impl>(
-        std::move(model), capacity, kv_type_for(impl_->options.kv_cache_type), impl_->counters, impl_.get())));
+        std::move(model), capacity, kv_type_for(impl_->options.kv_cache_type), impl_->counters,
+        impl_.get())));
 }
 
 std::vector<Tensor> InferenceEngine::forward(std::span<const SequenceStep> steps) {
     if (steps.empty()) throw Error(ErrorCode::InvalidArgument, "forward: no sequences");
     if (static_cast<int>(steps.size()) > impl_->options.max_batch_size) {
-        throw Error(ErrorCode::InvalidArgument, "forward: " + std::to_string(steps.size()) +
-                                                    " sequences exceed the engine's batch size of " +
-                                                    std::to_string(impl_->options.max_batch_size));
+        throw Error(ErrorCode::InvalidArgument,
+                    "forward: " + std::to_string(steps.size()) +
+                        " sequences exceed the engine's batch size of " +
+                        std::to_string(impl_->options.max_batch_size));
     }
     const Model* model = nullptr;
     std::vector<Tensor> outputs;
@@ -141,9 +173,12 @@ std::vector<Tensor> InferenceEngine::forward(std::span<const SequenceStep> steps
     for (const SequenceStep& s : steps) {
         if (s.session == nullptr) throw Error(ErrorCode::InvalidArgument, "forward: null session");
         Session::Impl& si = s.session->impl();
-        if (si.engine != impl_.get()) throw Error(ErrorCode::InvalidArgument, "forward: session belongs to another engine");
+        if (si.engine != impl_.get())
+            throw Error(ErrorCode::InvalidArgument, "forward: session belongs to another engine");
         if (model == nullptr) model = si.model.get();
-        if (si.model.get() != model) throw Error(ErrorCode::InvalidArgument, "forward: all sessions of one pass must use the same model");
+        if (si.model.get() != model)
+            throw Error(ErrorCode::InvalidArgument,
+                        "forward: all sessions of one pass must use the same model");
         const int rows = s.all_logits ? static_cast<int>(s.tokens.size()) : 1;
         outputs.emplace_back(DType::F32, std::vector<int64_t>{rows, model->config().vocab_size});
         ForwardItem it;
@@ -156,17 +191,20 @@ std::vector<Tensor> InferenceEngine::forward(std::span<const SequenceStep> steps
     }
     std::lock_guard<std::mutex> lock(impl_->forward_mutex);
     impl_->arena.reset();
-    ForwardPass pass(model->impl(), *impl_->kernels, *impl_->pool, impl_->arena, impl_->options.reference_numerics);
+    ForwardPass pass(model->impl(), *impl_->kernels, *impl_->pool, impl_->arena,
+                     impl_->options.reference_numerics);
     pass.run(items);
     return outputs;
 }
 
-Tensor InferenceEngine::forward(Session& session, std::span<const int32_t> tokens, bool all_logits) {
+Tensor InferenceEngine::forward(Session& session, std::span<const int32_t> tokens,
+                                bool all_logits) {
     const SequenceStep step{&session, tokens, all_logits};
     return std::move(forward(std::span<const SequenceStep>(&step, 1)).front());
 }
 
-InferResult InferenceEngine::infer(const Model& model, const std::vector<std::vector<int32_t>>& sequences,
+InferResult InferenceEngine::infer(const Model& model,
+                                   const std::vector<std::vector<int32_t>>& sequences,
                                    const InferOptions& options) {
     if (sequences.empty()) throw Error(ErrorCode::InvalidArgument, "infer: no sequences");
     // The caller's Model may not be owned by a shared_ptr; sessions here only live for this call.
@@ -179,10 +217,13 @@ InferResult InferenceEngine::infer(const Model& model, const std::vector<std::ve
     hidden_buffers.reserve(sequences.size());
     for (size_t i = 0; i < sequences.size(); ++i) {
         const auto& seq = sequences[i];
-        if (seq.empty()) throw Error(ErrorCode::InvalidArgument, "infer: sequence " + std::to_string(i) + " is empty");
+        if (seq.empty())
+            throw Error(ErrorCode::InvalidArgument,
+                        "infer: sequence " + std::to_string(i) + " is empty");
         const int T = static_cast<int>(seq.size());
         sessions.push_back(create_session(borrowed, T));
-        result.logits.emplace_back(DType::F32, std::vector<int64_t>{options.all_logits ? T : 1, c.vocab_size});
+        result.logits.emplace_back(DType::F32,
+                                   std::vector<int64_t>{options.all_logits ? T : 1, c.vocab_size});
         ForwardItem it;
         it.cache = &sessions.back()->impl().cache;
         it.tokens = seq.data();
@@ -198,7 +239,8 @@ InferResult InferenceEngine::infer(const Model& model, const std::vector<std::ve
     {
         std::lock_guard<std::mutex> lock(impl_->forward_mutex);
         impl_->arena.reset();
-        ForwardPass pass(model.impl(), *impl_->kernels, *impl_->pool, impl_->arena, impl_->options.reference_numerics);
+        ForwardPass pass(model.impl(), *impl_->kernels, *impl_->pool, impl_->arena,
+                         impl_->options.reference_numerics);
         // Batches larger than the engine's batch size run in chunks.
         const size_t chunk = static_cast<size_t>(impl_->options.max_batch_size);
         for (size_t i = 0; i < items.size(); i += chunk) {
@@ -212,7 +254,8 @@ InferResult InferenceEngine::infer(const Model& model, const std::vector<std::ve
         std::vector<Tensor> per_layer;
         for (int l = 0; l <= c.num_layers; ++l) {
             per_layer.emplace_back(DType::F32, std::vector<int64_t>{T, c.hidden_size});
-            std::memcpy(per_layer.back().data(), hidden_buffers[i].data() + l * plane, plane * sizeof(float));
+            std::memcpy(per_layer.back().data(), hidden_buffers[i].data() + l * plane,
+                        plane * sizeof(float));
         }
         result.hidden.push_back(std::move(per_layer));
     }
@@ -221,23 +264,30 @@ InferResult InferenceEngine::infer(const Model& model, const std::vector<std::ve
 
 Tensor InferenceEngine::infer(const Model& model, const Tensor& token_ids) {
     if (token_ids.dtype() != DType::I32) {
-        throw Error(ErrorCode::InvalidArgument, std::string("infer: token ids must be i32, got ") + dtype_name(token_ids.dtype()));
+        throw Error(ErrorCode::InvalidArgument, std::string("infer: token ids must be i32, got ") +
+                                                    dtype_name(token_ids.dtype()));
     }
     if (token_ids.rank() != 1 && token_ids.rank() != 2) {
-        throw Error(ErrorCode::InvalidArgument, "infer: token ids must have shape [T] or [B, T], got " + token_ids.shape_string());
+        throw Error(
+            ErrorCode::InvalidArgument,
+            "infer: token ids must have shape [T] or [B, T], got " + token_ids.shape_string());
     }
     const bool batched = token_ids.rank() == 2;
     const int64_t B = batched ? token_ids.dim(0) : 1;
     const int64_t T = batched ? token_ids.dim(1) : token_ids.dim(0);
-    if (B <= 0 || T <= 0) throw Error(ErrorCode::InvalidArgument, "infer: empty token ids " + token_ids.shape_string());
+    if (B <= 0 || T <= 0)
+        throw Error(ErrorCode::InvalidArgument,
+                    "infer: empty token ids " + token_ids.shape_string());
     std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(B));
     const int32_t* ids = token_ids.data_as<int32_t>();
-    for (int64_t b = 0; b < B; ++b) seqs[static_cast<size_t>(b)].assign(ids + b * T, ids + (b + 1) * T);
+    for (int64_t b = 0; b < B; ++b)
+        seqs[static_cast<size_t>(b)].assign(ids + b * T, ids + (b + 1) * T);
     InferResult r = infer(model, seqs);
     const int V = model.config().vocab_size;
     Tensor out = batched ? Tensor(DType::F32, {B, V}) : Tensor(DType::F32, {V});
     for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(out.data_as<float>() + b * V, r.logits[static_cast<size_t>(b)].data(), sizeof(float) * V);
+        std::memcpy(out.data_as<float>() + b * V, r.logits[static_cast<size_t>(b)].data(),
+                    sizeof(float) * V);
     }
     return out;
 }

@@ -11,7 +11,8 @@ KVCache::KVCache(const ModelConfig& config, int capacity, cpu::KvType type)
       type_(type),
       row_elems_(static_cast<size_t>(config.num_kv_heads) * config.head_dim),
       elem_bytes_(type == cpu::KvType::F32 ? 4 : 2),
-      storage_(static_cast<size_t>(config.num_layers) * 2 * capacity * row_elems_ * elem_bytes_, false) {}
+      storage_(static_cast<size_t>(config.num_layers) * 2 * capacity * row_elems_ * elem_bytes_,
+               false) {}
 
 const void* KVCache::base(int layer, int which) const noexcept {
     const size_t plane = static_cast<size_t>(capacity_) * row_elems_ * elem_bytes_;
@@ -25,7 +26,8 @@ void* KVCache::base(int layer, int which) noexcept {
 void KVCache::store(int layer, int pos, const float* k, const float* v) {
     const float* src[2] = {k, v};
     for (int which = 0; which < 2; ++which) {
-        uint8_t* dst = static_cast<uint8_t*>(base(layer, which)) + static_cast<size_t>(pos) * row_elems_ * elem_bytes_;
+        uint8_t* dst = static_cast<uint8_t*>(base(layer, which)) +
+                       static_cast<size_t>(pos) * row_elems_ * elem_bytes_;
         switch (type_) {
             case cpu::KvType::F32:
                 std::memcpy(dst, src[which], row_elems_ * 4);

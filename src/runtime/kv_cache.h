@@ -11,7 +11,7 @@
 namespace bitnet {
 
 class KVCache {
-public:
+  public:
     KVCache(const ModelConfig& config, int capacity, cpu::KvType type);
 
     int capacity() const noexcept { return capacity_; }
@@ -27,7 +27,7 @@ public:
     const void* keys(int layer) const noexcept { return base(layer, 0); }
     const void* values(int layer) const noexcept { return base(layer, 1); }
 
-private:
+  private:
     const void* base(int layer, int which) const noexcept;
     void* base(int layer, int which) noexcept;
 

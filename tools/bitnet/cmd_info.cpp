@@ -16,7 +16,9 @@ struct InfoArgs {
     EngineFlags engine;
 };
 
-const char* activation_name(Activation a) { return a == Activation::Relu2 ? "relu2" : "silu"; }
+const char* activation_name(Activation a) {
+    return a == Activation::Relu2 ? "relu2" : "silu";
+}
 
 std::string shape_string(const std::vector<int64_t>& shape) {
     std::string s = "[";
@@ -62,8 +64,11 @@ void run_info(const InfoArgs& a) {
         };
         if (a.tensors) {
             for (const TensorInfo& t : info.tensors) {
-                j["tensors"].push_back({{"name", t.name}, {"file_dtype", t.file_dtype}, {"shape", t.shape},
-                                        {"file_bytes", t.file_bytes}, {"engine_format", t.engine_format},
+                j["tensors"].push_back({{"name", t.name},
+                                        {"file_dtype", t.file_dtype},
+                                        {"shape", t.shape},
+                                        {"file_bytes", t.file_bytes},
+                                        {"engine_format", t.engine_format},
                                         {"engine_bytes", t.engine_bytes}});
             }
         }
@@ -72,25 +77,33 @@ void run_info(const InfoArgs& a) {
     }
     std::printf("model:          %s\n", info.path.c_str());
     std::printf("format:         %s\n", info.format.c_str());
-    std::printf("architecture:   %s (model_type %s)\n", c.architecture.c_str(), c.model_type.c_str());
-    std::printf("shape:          hidden %d, ffn %d, layers %d, heads %d (kv %d, head_dim %d), vocab %d\n",
-                c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size);
-    std::printf("context:        %d positions, rope theta %g, rms eps %g\n", c.max_position_embeddings, c.rope_theta, c.rms_norm_eps);
-    std::printf("blocks:         %s, sub-norms %s, lm_head %s\n", activation_name(c.activation), c.sub_norms ? "yes" : "no",
+    std::printf("architecture:   %s (model_type %s)\n", c.architecture.c_str(),
+                c.model_type.c_str());
+    std::printf(
+        "shape:          hidden %d, ffn %d, layers %d, heads %d (kv %d, head_dim %d), vocab %d\n",
+        c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
+        c.vocab_size);
+    std::printf("context:        %d positions, rope theta %g, rms eps %g\n",
+                c.max_position_embeddings, c.rope_theta, c.rms_norm_eps);
+    std::printf("blocks:         %s, sub-norms %s, lm_head %s\n", activation_name(c.activation),
+                c.sub_norms ? "yes" : "no",
                 c.tie_word_embeddings ? "tied to the embedding" : "separate");
-    std::printf("bitlinear:      %s weights, alpha %s weight_scale%s\n",
-                c.quantization_mode == QuantizationMode::Offline ? "packed" : "master (ternarised at load)",
-                c.scale_convention == ScaleConvention::Multiply ? "=" : "= 1 /", c.bitlinear_input_norm ? ", input RMSNorm" : "");
-    std::printf("weights:        %zu ternary; file %s; engine holds %s (%s mapped from the file)\n", info.ternary_weights,
-                mib(info.file_bytes).c_str(), mib(info.engine_bytes).c_str(), mib(info.mapped_bytes).c_str());
+    std::printf(
+        "bitlinear:      %s weights, alpha %s weight_scale%s\n",
+        c.quantization_mode == QuantizationMode::Offline ? "packed" : "master (ternarised at load)",
+        c.scale_convention == ScaleConvention::Multiply ? "=" : "= 1 /",
+        c.bitlinear_input_norm ? ", input RMSNorm" : "");
+    std::printf("weights:        %zu ternary; file %s; engine holds %s (%s mapped from the file)\n",
+                info.ternary_weights, mib(info.file_bytes).c_str(), mib(info.engine_bytes).c_str(),
+                mib(info.mapped_bytes).c_str());
     std::printf("loaded in:      %.3f s\n", info.load_seconds);
-    std::printf("runs on:        %s, kernels %s, %d threads\n", device_name(engine.device()), engine.kernel_level().c_str(),
-                engine.threads());
+    std::printf("runs on:        %s, kernels %s, %d threads\n", device_name(engine.device()),
+                engine.kernel_level().c_str(), engine.threads());
     if (a.tensors) {
         std::printf("\n%-52s %-6s %-16s %-22s %s\n", "tensor", "file", "shape", "engine", "bytes");
         for (const TensorInfo& t : info.tensors) {
-            std::printf("%-52s %-6s %-16s %-22s %zu\n", t.name.c_str(), t.file_dtype.c_str(), shape_string(t.shape).c_str(),
-                        t.engine_format.c_str(), t.engine_bytes);
+            std::printf("%-52s %-6s %-16s %-22s %zu\n", t.name.c_str(), t.file_dtype.c_str(),
+                        shape_string(t.shape).c_str(), t.engine_format.c_str(), t.engine_bytes);
         }
     }
 }
@@ -99,8 +112,11 @@ void run_info(const InfoArgs& a) {
 
 void add_info_command(CLI::App& app) {
     auto args = std::make_shared<InfoArgs>();
-    CLI::App* cmd = app.add_subcommand("info", "Describe a model: architecture, shapes, formats, bytes, kernel level");
-    cmd->add_option("model", args->model, "model directory, .safetensors or .safetensors.index.json")->required();
+    CLI::App* cmd = app.add_subcommand(
+        "info", "Describe a model: architecture, shapes, formats, bytes, kernel level");
+    cmd->add_option("model", args->model,
+                    "model directory, .safetensors or .safetensors.index.json")
+        ->required();
     cmd->add_flag("--json", args->json, "print one JSON object");
     cmd->add_flag("--tensors", args->tensors, "list every tensor");
     args->engine.add_to(*cmd);

@@ -50,7 +50,8 @@ void run_logits(const LogitsArgs& a) {
     const std::vector<int32_t> ids = parse_tokens(a.tokens);
     InferenceEngine engine(a.engine.to_options());
     const auto model = engine.load_model(a.model);
-    const InferResult r = engine.infer(*model, {ids}, {.all_logits = a.all, .hidden_states = a.hidden});
+    const InferResult r =
+        engine.infer(*model, {ids}, {.all_logits = a.all, .hidden_states = a.hidden});
     const Tensor& logits = r.logits[0];
 
     std::vector<StWriteTensor> out;
@@ -58,16 +59,19 @@ void run_logits(const LogitsArgs& a) {
     out.push_back({"ids", StDType::I32, {static_cast<int64_t>(ids.size())}, ids.data()});
     std::vector<std::string> names;
     if (a.hidden) {
-        for (size_t l = 0; l < r.hidden[0].size(); ++l) names.push_back("hidden." + std::to_string(l));
+        for (size_t l = 0; l < r.hidden[0].size(); ++l)
+            names.push_back("hidden." + std::to_string(l));
         for (size_t l = 0; l < r.hidden[0].size(); ++l) {
             out.push_back({names[l], StDType::F32, r.hidden[0][l].shape(), r.hidden[0][l].data()});
         }
     }
     if (!a.output.empty()) {
         write_safetensors(a.output, out,
-                          {{"model", a.model}, {"kernel_level", engine.kernel_level()}, {"kv_cache", a.engine.kv_cache}});
-        std::fprintf(stderr, "wrote %s: logits %s%s\n", a.output.c_str(), logits.shape_string().c_str(),
-                     a.hidden ? " and hidden states" : "");
+                          {{"model", a.model},
+                           {"kernel_level", engine.kernel_level()},
+                           {"kv_cache", a.engine.kv_cache}});
+        std::fprintf(stderr, "wrote %s: logits %s%s\n", a.output.c_str(),
+                     logits.shape_string().c_str(), a.hidden ? " and hidden states" : "");
     }
     if (a.top > 0) {
         const int V = model->config().vocab_size;
@@ -75,9 +79,12 @@ void run_logits(const LogitsArgs& a) {
         std::vector<int> order(static_cast<size_t>(V));
         std::iota(order.begin(), order.end(), 0);
         const int k = std::min(a.top, V);
-        std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int x, int y) { return last[x] > last[y]; });
+        std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                          [&](int x, int y) { return last[x] > last[y]; });
         std::printf("top %d next tokens after %zu input tokens:\n", k, ids.size());
-        for (int i = 0; i < k; ++i) std::printf("  %6d  %.6f\n", order[static_cast<size_t>(i)], last[order[static_cast<size_t>(i)]]);
+        for (int i = 0; i < k; ++i)
+            std::printf("  %6d  %.6f\n", order[static_cast<size_t>(i)],
+                        last[order[static_cast<size_t>(i)]]);
     }
 }
 
@@ -85,17 +92,24 @@ void run_logits(const LogitsArgs& a) {
 
 void add_logits_command(CLI::App& app) {
     auto args = std::make_shared<LogitsArgs>();
-    CLI::App* cmd = app.add_subcommand("logits", "Run a forward pass on token ids and write the logits as safetensors");
-    cmd->add_option("model", args->model, "model directory, .safetensors or .safetensors.index.json")->required();
+    CLI::App* cmd = app.add_subcommand(
+        "logits", "Run a forward pass on token ids and write the logits as safetensors");
+    cmd->add_option("model", args->model,
+                    "model directory, .safetensors or .safetensors.index.json")
+        ->required();
     cmd->add_option("--tokens", args->tokens, "comma-separated token ids, e.g. 1,2,3")->required();
-    cmd->add_option("-o,--output", args->output, "output .safetensors: float32 'logits' [T or 1, vocab], 'ids', 'hidden.I'");
+    cmd->add_option("-o,--output", args->output,
+                    "output .safetensors: float32 'logits' [T or 1, vocab], 'ids', 'hidden.I'");
     cmd->add_flag("--all", args->all, "logits for every position, not only the last");
-    cmd->add_flag("--hidden", args->hidden, "also write hidden.0..hidden.<layers> [T, hidden] like the reference files");
-    cmd->add_option("--top", args->top, "print the K most likely next tokens")->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--hidden", args->hidden,
+                  "also write hidden.0..hidden.<layers> [T, hidden] like the reference files");
+    cmd->add_option("--top", args->top, "print the K most likely next tokens")
+        ->check(CLI::NonNegativeNumber);
     args->engine.add_to(*cmd);
     cmd->callback([args] {
         if (args->output.empty() && args->top == 0) {
-            throw Error(ErrorCode::InvalidArgument, "logits: give -o OUT.safetensors and/or --top K");
+            throw Error(ErrorCode::InvalidArgument,
+                        "logits: give -o OUT.safetensors and/or --top K");
         }
         run_logits(*args);
     });

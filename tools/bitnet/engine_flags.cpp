@@ -6,14 +6,17 @@
 namespace bitnet::cli {
 
 void EngineFlags::add_to(CLI::App& app) {
-    app.add_option("-t,--threads", threads, "worker threads (0: every available core)")->check(CLI::NonNegativeNumber);
+    app.add_option("-t,--threads", threads, "worker threads (0: every available core)")
+        ->check(CLI::NonNegativeNumber);
     app.add_option("--kernel", kernel, "CPU kernel level: auto, scalar, avx2, avx512, avx512vnni")
         ->check(CLI::IsMember({"auto", "scalar", "avx2", "avx512", "avx512vnni"}));
     app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact), f16, bf16")
         ->check(CLI::IsMember({"f32", "f16", "bf16"}));
     app.add_flag("--reference-numerics", reference_numerics,
-                 "accumulate BitLinear in float32 like PyTorch, to reproduce transformers' rounding (slower)");
-    app.add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+                 "accumulate BitLinear in float32 like PyTorch, to reproduce transformers' "
+                 "rounding (slower)");
+    app.add_option("--device", device, "auto, cpu or cuda")
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 }
 
 EngineOptions EngineFlags::to_options() const {
@@ -36,7 +39,9 @@ EngineOptions EngineFlags::to_options() const {
                 break;
         }
     }
-    o.kv_cache_type = kv_cache == "f16" ? KVCacheType::F16 : kv_cache == "bf16" ? KVCacheType::BF16 : KVCacheType::F32;
+    o.kv_cache_type = kv_cache == "f16"    ? KVCacheType::F16
+                      : kv_cache == "bf16" ? KVCacheType::BF16
+                                           : KVCacheType::F32;
     o.device = device == "cpu" ? Device::CPU : device == "cuda" ? Device::CUDA : Device::Auto;
     return o;
 }

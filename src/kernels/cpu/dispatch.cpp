@@ -31,8 +31,8 @@ Isa parse_isa(const std::string& name) {
     for (int i = 0; i < kIsaCount; ++i) {
         if (lower == isa_name(static_cast<Isa>(i))) return static_cast<Isa>(i);
     }
-    throw Error(ErrorCode::InvalidArgument,
-                "unknown CPU kernel level '" + name + "' (expected scalar, avx2, avx512 or avx512vnni)");
+    throw Error(ErrorCode::InvalidArgument, "unknown CPU kernel level '" + name +
+                                                "' (expected scalar, avx2, avx512 or avx512vnni)");
 }
 
 static const KernelTable* built_table(Isa isa) {

@@ -24,7 +24,9 @@ inline constexpr int kIsaCount = 4;
 inline constexpr int kTernaryBlock = 256;
 inline constexpr int kTernaryBlockBytes = kTernaryBlock / 4;
 
-inline constexpr int round_up(int n, int multiple) { return (n + multiple - 1) / multiple * multiple; }
+inline constexpr int round_up(int n, int multiple) {
+    return (n + multiple - 1) / multiple * multiple;
+}
 
 struct TernaryMatrixView {
     const uint8_t* data = nullptr;  // rows * cols_padded / 4 bytes, 64-byte aligned
@@ -76,10 +78,10 @@ struct KernelTable {
 
     // Dense float32 accumulation over weights stored as f32 or bf16 ([rows, k] row-major), for
     // the lm_head: y[m * ldy + r] = sum_k x[m * ldx + k] * w[r][k].
-    void (*dense_gemm_f32)(const float* w, int k, int r_begin, int r_end, const float* x,
-                           int m, int ldx, float* y, int ldy);
-    void (*dense_gemm_bf16)(const uint16_t* w, int k, int r_begin, int r_end, const float* x,
-                            int m, int ldx, float* y, int ldy);
+    void (*dense_gemm_f32)(const float* w, int k, int r_begin, int r_end, const float* x, int m,
+                           int ldx, float* y, int ldy);
+    void (*dense_gemm_bf16)(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                            int ldx, float* y, int ldy);
 
     // out = w * x / sqrt(mean(x^2) + eps); out may alias x.
     void (*rms_norm)(const float* x, const float* w, int n, float eps, float* out);
@@ -105,8 +107,9 @@ struct KernelTable {
 // transformers' offline layers) or folded into the weights (alpha_inside = true, online layers:
 // w_k = +-alpha). Slower than ternary_gemm; it exists so that an engine in reference-numerics
 // mode rounds like transformers and crosses the int8 rounding boundaries where it does.
-void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q, int stride,
-                              const float* s_x, int m, float alpha, bool alpha_inside, float* y, int ldy);
+void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q,
+                              int stride, const float* s_x, int m, float alpha, bool alpha_inside,
+                              float* y, int ldy);
 
 // The table of one level. Levels the binary was not built with fall back to Scalar; call
 // isa_supported() first to know whether the CPU can run a level.

@@ -60,8 +60,8 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
 }
 
 template <typename LoadW>
-void dense_gemm(LoadW load, int k, int r_begin, int r_end, const float* x, int m, int ldx,
-                float* y, int ldy) {
+void dense_gemm(LoadW load, int k, int r_begin, int r_end, const float* x, int m, int ldx, float* y,
+                int ldy) {
     for (int i = 0; i < m; ++i) {
         const float* xi = x + static_cast<size_t>(i) * ldx;
         for (int r = r_begin; r < r_end; ++r) {
@@ -135,28 +135,33 @@ inline float load_kv(const void* base, KvType type, size_t i) {
 
 void attention_head(const AttentionHeadArgs& a) {
     for (int p = 0; p < a.n_keys; ++p) {
-        const float dot = lane_sum(a.head_dim, [&](int d) { return a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d); });
+        const float dot = lane_sum(a.head_dim, [&](int d) {
+            return a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d);
+        });
         a.scratch[p] = dot * a.scale;
     }
     softmax(a.scratch, a.n_keys);
     for (int d = 0; d < a.head_dim; ++d) a.out[d] = 0.f;
     for (int p = 0; p < a.n_keys; ++p) {
         const float pw = a.scratch[p];
-        for (int d = 0; d < a.head_dim; ++d) a.out[d] += pw * load_kv(a.v, a.kv_type, p * a.row_stride + d);
+        for (int d = 0; d < a.head_dim; ++d)
+            a.out[d] += pw * load_kv(a.v, a.kv_type, p * a.row_stride + d);
     }
 }
 
 }  // namespace
 
-void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q, int stride,
-                              const float* s_x, int m, float alpha, bool alpha_inside, float* y, int ldy) {
+void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q,
+                              int stride, const float* s_x, int m, float alpha, bool alpha_inside,
+                              float* y, int ldy) {
     // Rows go in groups whose weights are expanded to floats once and reused for every token;
     // the group's accumulation chains are independent, which hides the FMA latency.
     constexpr int kGroup = 8;
     const size_t cols = static_cast<size_t>(w.cols);
     std::vector<float> x(static_cast<size_t>(m) * cols);
     for (int i = 0; i < m; ++i) {
-        for (size_t k = 0; k < cols; ++k) x[i * cols + k] = static_cast<float>(q[static_cast<size_t>(i) * stride + k]) / s_x[i];
+        for (size_t k = 0; k < cols; ++k)
+            x[i * cols + k] = static_cast<float>(q[static_cast<size_t>(i) * stride + k]) / s_x[i];
     }
     const float plus = alpha_inside ? alpha : 1.f;
     const float weight_value[4] = {-plus, 0.f, plus, 0.f};
@@ -165,7 +170,8 @@ void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end
         const int rows = std::min(kGroup, r_end - r0);
         for (int g = 0; g < rows; ++g) {
             const uint8_t* row = w.data + static_cast<size_t>(r0 + g) * w.row_bytes();
-            for (size_t k = 0; k < cols; ++k) wv[g * cols + k] = weight_value[ternary_code(row, static_cast<int>(k))];
+            for (size_t k = 0; k < cols; ++k)
+                wv[g * cols + k] = weight_value[ternary_code(row, static_cast<int>(k))];
         }
         for (int i = 0; i < m; ++i) {
             const float* xi = x.data() + i * cols;
@@ -173,16 +179,16 @@ void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end
             for (size_t k = 0; k < cols; ++k) {
                 for (int g = 0; g < kGroup; ++g) acc[g] = std::fma(xi[k], wv[g * cols + k], acc[g]);
             }
-            for (int g = 0; g < rows; ++g) y[static_cast<size_t>(i) * ldy + r0 + g] = alpha_inside ? acc[g] : acc[g] * alpha;
+            for (int g = 0; g < rows; ++g)
+                y[static_cast<size_t>(i) * ldy + r0 + g] = alpha_inside ? acc[g] : acc[g] * alpha;
         }
     }
 }
 
 const KernelTable& scalar_kernels() {
     static const KernelTable table{
-        Isa::Scalar,     "scalar", quantize_row_i8, ternary_gemm, dense_gemm_f32,
-        dense_gemm_bf16, rms_norm, rope,            softmax,      relu2_mul,
-        silu_mul,        attention_head,
+        Isa::Scalar, "scalar", quantize_row_i8, ternary_gemm, dense_gemm_f32, dense_gemm_bf16,
+        rms_norm,    rope,     softmax,         relu2_mul,    silu_mul,       attention_head,
     };
     return table;
 }

@@ -21,7 +21,8 @@ void pack_ternary_row(const int8_t* values, int cols, uint8_t* out_row) {
 int ternary_at(const TernaryMatrixView& w, int r, int k) {
     const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
     const int within = k % kTernaryBlock;
-    const uint8_t byte = row[(k / kTernaryBlock) * kTernaryBlockBytes + within % kTernaryBlockBytes];
+    const uint8_t byte =
+        row[(k / kTernaryBlock) * kTernaryBlockBytes + within % kTernaryBlockBytes];
     return ((byte >> (2 * (within / kTernaryBlockBytes))) & 3) - 1;
 }
 

@@ -21,9 +21,9 @@ struct DTypeEntry {
     size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {"F64", StDType::F64, 8}, {"F32", StDType::F32, 4}, {"F16", StDType::F16, 2},
+    {"F64", StDType::F64, 8},   {"F32", StDType::F32, 4}, {"F16", StDType::F16, 2},
     {"BF16", StDType::BF16, 2}, {"I64", StDType::I64, 8}, {"I32", StDType::I32, 4},
-    {"I16", StDType::I16, 2}, {"I8", StDType::I8, 1}, {"U8", StDType::U8, 1},
+    {"I16", StDType::I16, 2},   {"I8", StDType::I8, 1},   {"U8", StDType::U8, 1},
     {"BOOL", StDType::BOOL, 1},
 };
 
@@ -60,7 +60,9 @@ int64_t StTensor::numel() const {
 }
 
 StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& origin) {
-    if (size < 8) fail(origin, "file is " + std::to_string(size) + " bytes, too short for a safetensors header");
+    if (size < 8)
+        fail(origin,
+             "file is " + std::to_string(size) + " bytes, too short for a safetensors header");
     const uint64_t header_len = read_u64le(data);
     if (header_len > kMaxHeaderBytes) {
         fail(origin, "header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
@@ -86,7 +88,8 @@ StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& 
         if (name == "__metadata__") {
             if (!entry.is_object()) fail(origin, "__metadata__ is not an object");
             for (auto m = entry.begin(); m != entry.end(); ++m) {
-                if (!m.value().is_string()) fail(origin, "__metadata__." + m.key() + " is not a string");
+                if (!m.value().is_string())
+                    fail(origin, "__metadata__." + m.key() + " is not a string");
                 out.metadata[m.key()] = m.value().get<std::string>();
             }
             continue;
@@ -96,8 +99,10 @@ StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& 
         const auto dt = entry.find("dtype");
         const auto sh = entry.find("shape");
         const auto off = entry.find("data_offsets");
-        if (dt == entry.end() || !dt->is_string()) fail(origin, where + ": missing string field 'dtype'");
-        if (sh == entry.end() || !sh->is_array()) fail(origin, where + ": missing array field 'shape'");
+        if (dt == entry.end() || !dt->is_string())
+            fail(origin, where + ": missing string field 'dtype'");
+        if (sh == entry.end() || !sh->is_array())
+            fail(origin, where + ": missing array field 'shape'");
         if (off == entry.end() || !off->is_array() || off->size() != 2) {
             fail(origin, where + ": 'data_offsets' must be an array of two integers");
         }
@@ -109,15 +114,18 @@ StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& 
             if (dtype_str == e.name) dtype_entry = &e;
         }
         if (dtype_entry == nullptr) {
-            throw Error(ErrorCode::UnsupportedFormat, origin + ": " + where + ": unsupported dtype '" + dtype_str + "'");
+            throw Error(ErrorCode::UnsupportedFormat,
+                        origin + ": " + where + ": unsupported dtype '" + dtype_str + "'");
         }
         t.dtype = dtype_entry->dtype;
         if (sh->size() > 8) fail(origin, where + ": " + std::to_string(sh->size()) + " dimensions");
         uint64_t numel = 1;
         for (const json& d : *sh) {
-            if (!d.is_number_unsigned()) fail(origin, where + ": shape entries must be non-negative integers");
+            if (!d.is_number_unsigned())
+                fail(origin, where + ": shape entries must be non-negative integers");
             const uint64_t v = d.get<uint64_t>();
-            if (v > (1ull << 40) || (v != 0 && numel > (1ull << 50) / v)) fail(origin, where + ": shape is too large");
+            if (v > (1ull << 40) || (v != 0 && numel > (1ull << 50) / v))
+                fail(origin, where + ": shape is too large");
             numel *= v;
             t.shape.push_back(static_cast<int64_t>(v));
         }
@@ -127,13 +135,14 @@ StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& 
         const uint64_t begin = (*off)[0].get<uint64_t>();
         const uint64_t end = (*off)[1].get<uint64_t>();
         if (begin > end || end > data_size) {
-            fail(origin, where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                             ") lie outside the " + std::to_string(data_size) + "-byte data section");
+            fail(origin, where + ": data_offsets [" + std::to_string(begin) + ", " +
+                             std::to_string(end) + ") lie outside the " +
+                             std::to_string(data_size) + "-byte data section");
         }
         const uint64_t expected = numel * dtype_entry->size;
         if (end - begin != expected) {
-            fail(origin, where + ": holds " + std::to_string(end - begin) + " bytes but dtype " + dtype_str +
-                             " and shape need " + std::to_string(expected));
+            fail(origin, where + ": holds " + std::to_string(end - begin) + " bytes but dtype " +
+                             dtype_str + " and shape need " + std::to_string(expected));
         }
         t.data = base + begin;
         t.nbytes = static_cast<size_t>(expected);
@@ -150,7 +159,8 @@ StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& 
     return out;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) {
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : file_(std::make_unique<MappedFile>(path)) {
     header_ = parse_safetensors(file_->data(), file_->size(), path);
     for (size_t i = 0; i < header_.tensors.size(); ++i) index_[header_.tensors[i].name] = i;
 }
@@ -170,7 +180,9 @@ void write_safetensors(const std::string& path, const std::vector<StWriteTensor>
         uint64_t numel = 1;
         for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
         const uint64_t bytes = numel * st_dtype_size(t.dtype);
-        header[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+        header[t.name] = {{"dtype", st_dtype_name(t.dtype)},
+                          {"shape", t.shape},
+                          {"data_offsets", {offset, offset + bytes}}};
         offset += bytes;
         sizes.push_back(bytes);
     }
@@ -179,11 +191,13 @@ void write_safetensors(const std::string& path, const std::vector<StWriteTensor>
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(ErrorCode::IoError, path + ": cannot open for writing");
     uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+        len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
     out.write(reinterpret_cast<const char*>(len), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (size_t i = 0; i < tensors.size(); ++i) {
-        out.write(static_cast<const char*>(tensors[i].data), static_cast<std::streamsize>(sizes[i]));
+        out.write(static_cast<const char*>(tensors[i].data),
+                  static_cast<std::streamsize>(sizes[i]));
     }
     if (!out) throw Error(ErrorCode::IoError, path + ": write failed");
 }

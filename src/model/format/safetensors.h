@@ -37,14 +37,14 @@ StHeader parse_safetensors(const uint8_t* data, size_t size, const std::string& 
 
 // A memory-mapped safetensors file.
 class SafetensorsFile {
-public:
+  public:
     explicit SafetensorsFile(const std::string& path);
     const std::string& path() const { return file_->path(); }
     size_t file_size() const { return file_->size(); }
     const StHeader& header() const { return header_; }
     const StTensor* find(const std::string& name) const;
 
-private:
+  private:
     std::unique_ptr<MappedFile> file_;
     StHeader header_;
     std::map<std::string, size_t> index_;
