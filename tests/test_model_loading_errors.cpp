@@ -27,29 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-template <typename F>
-testing::AssertionResult throws_error(F&& f, ErrorCode code,
-                                      std::initializer_list<std::string> needles) {
-    try {
-        f();
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        if (e.code() != code) {
-            return testing::AssertionFailure() << "code '" << to_string(e.code()) << "', expected '"
-                                               << to_string(code) << "': " << msg;
-        }
-        for (const std::string& n : needles) {
-            if (msg.find(n) == std::string::npos) {
-                return testing::AssertionFailure() << "message lacks '" << n << "': " << msg;
-            }
-        }
-        return testing::AssertionSuccess();
-    } catch (const std::exception& e) {
-        return testing::AssertionFailure() << "not a bitnet::Error: " << e.what();
-    }
-    return testing::AssertionFailure() << "nothing thrown";
-}
-
 testing::AssertionResult load_fails(const std::string& path, ErrorCode code,
                                     std::initializer_list<std::string> needles) {
     return throws_error([&] { Model::load(path); }, code, needles);

@@ -70,30 +70,6 @@ StHeader parse(const std::vector<uint8_t>& bytes) {
     return parse_safetensors(exact.empty() ? nullptr : exact.data(), exact.size(), kOrigin);
 }
 
-// Passes when f throws a bitnet::Error with `code` whose message contains every needle.
-template <typename F>
-testing::AssertionResult throws_error(F&& f, ErrorCode code,
-                                      std::initializer_list<std::string> needles) {
-    try {
-        f();
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        if (e.code() != code) {
-            return testing::AssertionFailure() << "code '" << to_string(e.code()) << "', expected '"
-                                               << to_string(code) << "': " << msg;
-        }
-        for (const std::string& n : needles) {
-            if (msg.find(n) == std::string::npos) {
-                return testing::AssertionFailure() << "message lacks '" << n << "': " << msg;
-            }
-        }
-        return testing::AssertionSuccess();
-    } catch (const std::exception& e) {
-        return testing::AssertionFailure() << "not a bitnet::Error: " << e.what();
-    }
-    return testing::AssertionFailure() << "nothing thrown";
-}
-
 testing::AssertionResult parse_fails(const std::string& header, const std::vector<uint8_t>& data,
                                      ErrorCode code, std::initializer_list<std::string> needles) {
     return throws_error([&] { parse(image(header, data)); }, code, needles);

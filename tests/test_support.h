@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "bitnet/engine.h"
+#include "bitnet/error.h"
 #include "kernels/cpu/kernels.h"
 
 namespace bitnet::test {
@@ -68,6 +70,30 @@ inline CpuKernelLevel level_of(cpu::Isa isa) {
             return CpuKernelLevel::AVX512VNNI;
     }
     return CpuKernelLevel::Scalar;
+}
+
+// Passes when f throws a bitnet::Error with `code` whose message contains every needle.
+template <typename F>
+inline testing::AssertionResult throws_error(F&& f, ErrorCode code,
+                                             std::initializer_list<std::string> needles) {
+    try {
+        f();
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        if (e.code() != code) {
+            return testing::AssertionFailure() << "code '" << to_string(e.code()) << "', expected '"
+                                               << to_string(code) << "': " << msg;
+        }
+        for (const std::string& n : needles) {
+            if (msg.find(n) == std::string::npos) {
+                return testing::AssertionFailure() << "message lacks '" << n << "': " << msg;
+            }
+        }
+        return testing::AssertionSuccess();
+    } catch (const std::exception& e) {
+        return testing::AssertionFailure() << "not a bitnet::Error: " << e.what();
+    }
+    return testing::AssertionFailure() << "nothing thrown";
 }
 
 inline std::string isa_test_name(const testing::TestParamInfo<cpu::Isa>& info) {
