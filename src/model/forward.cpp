@@ -30,6 +30,16 @@ QuantizedRows alloc_quantized(Arena& arena, int rows, int cols) {
     return r;
 }
 
+// Quantizes one token's activations into row t of `rows`.
+void quantize_row(const cpu::KernelTable& k, const float* x, int n, const QuantizedRows& rows,
+                  int64_t t) {
+    rows.s_x[t] = k.quantize_row_i8(x, n, rows.stride, rows.q + t * rows.stride, rows.sum + t);
+}
+
+void add_into(float* h, const float* delta, int n) {
+    for (int i = 0; i < n; ++i) h[i] += delta[i];
+}
+
 // One BitLinear product of a GEMM group: y[m][0..out) = BitLinear(w, x_m).
 struct GemmJob {
     const BitLinearWeight* w;
@@ -144,9 +154,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             for (int64_t t = t0; t < t1; ++t) {
                 k_.rms_norm(x + t * n, w.input_norm.data(), n, c.bitlinear_input_norm_eps,
                             b.norm_scratch + t * n);
-                b.qextra.s_x[t] =
-                    k_.quantize_row_i8(b.norm_scratch + t * n, n, b.qextra.stride,
-                                       b.qextra.q + t * b.qextra.stride, b.qextra.sum + t);
+                quantize_row(k_, b.norm_scratch + t * n, n, b.qextra, t);
             }
         });
         return &b.qextra;
@@ -162,9 +170,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             k_.rms_norm(h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            if (shared_inputs)
-                b.qx.s_x[t] = k_.quantize_row_i8(b.x + t * t_h, H, b.qx.stride,
-                                                 b.qx.q + t * b.qx.stride, b.qx.sum + t);
+            if (shared_inputs) quantize_row(k_, b.x + t * t_h, H, b.qx, t);
         }
     });
     if (shared_inputs) {
@@ -218,9 +224,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             float* a = b.attn + t * QD;
             if (!L.attn_sub_norm.empty())
                 k_.rms_norm(a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, a);
-            if (shared_inputs)
-                b.qattn.s_x[t] = k_.quantize_row_i8(
-                    a, QD, b.qattn.stride, b.qattn.q + t * b.qattn.stride, b.qattn.sum + t);
+            if (shared_inputs) quantize_row(k_, a, QD, b.qattn, t);
         }
     });
     gemm1(L.o, b.attn, b.qattn, b.proj, H);
@@ -229,12 +233,9 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             float* ht = h + t * t_h;
-            const float* p = b.proj + t * t_h;
-            for (int i = 0; i < H; ++i) ht[i] += p[i];
+            add_into(ht, b.proj + t * t_h, H);
             k_.rms_norm(ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            if (shared_inputs)
-                b.qx.s_x[t] = k_.quantize_row_i8(b.x + t * t_h, H, b.qx.stride,
-                                                 b.qx.q + t * b.qx.stride, b.qx.sum + t);
+            if (shared_inputs) quantize_row(k_, b.x + t * t_h, H, b.qx, t);
         }
     });
     if (shared_inputs) {
@@ -254,18 +255,12 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             }
             if (!L.ffn_sub_norm.empty())
                 k_.rms_norm(g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, g);
-            if (shared_inputs)
-                b.qffn.s_x[t] = k_.quantize_row_i8(g, F, b.qffn.stride,
-                                                   b.qffn.q + t * b.qffn.stride, b.qffn.sum + t);
+            if (shared_inputs) quantize_row(k_, g, F, b.qffn, t);
         }
     });
     gemm1(L.down, b.gate, b.qffn, b.proj, H);
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            float* ht = h + t * t_h;
-            const float* p = b.proj + t * t_h;
-            for (int i = 0; i < H; ++i) ht[i] += p[i];
-        }
+        for (int64_t t = t0; t < t1; ++t) add_into(h + t * t_h, b.proj + t * t_h, H);
     });
 }
 
