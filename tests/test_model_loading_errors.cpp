@@ -18,6 +18,7 @@
 #include "bitnet/engine.h"
 #include "bitnet/error.h"
 #include "bitnet/model.h"
+#include "core/half.h"
 #include "model/format/safetensors.h"
 #include "test_support.h"
 
@@ -490,6 +491,89 @@ TEST(ModelLoadingErrorsTest, MalformedIndex) {
                              "{\"weight_map\": [\"model-00001-of-00002.safetensors\"]}"}) {
         dir.write_text("model.safetensors.index.json", text);
         EXPECT_TRUE(load_fails(dir.path(), ErrorCode::ParseError, {index})) << text;
+    }
+}
+
+}  // namespace
+}  // namespace bitnet::test
+
+// ---- the same model in other layouts computes the same thing ----------------------------------
+
+namespace bitnet::test {
+namespace {
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    return rel_l2(a.data(), b.data(), std::min(a.size(), b.size())) +
+           (a.size() != b.size() ? 1.0 : 0.0);
+}
+
+void rename(Tensors& tensors, const std::string& from, const std::string& to) {
+    for (OwnedTensor& t : tensors) {
+        const size_t at = t.name.find(from);
+        if (at != std::string::npos) t.name.replace(at, from.size(), to);
+    }
+}
+
+// 1bitLLM's BitnetForCausalLM names its sub-norms inner_attn_ln / ffn_layernorm and carries no
+// quantization_config (master weights, ternarised at load): the same weights under those names
+// must give exactly tiny-master's logits.
+TEST(ModelLayoutTest, OneBitLlmNamesGiveTheSameLogits) {
+    const std::vector<float> want = logits_of(*Model::load(model_dir("tiny-master")));
+    ModelDir dir("tiny-master");
+    dir.edit_config([](json& c) {
+        c["architectures"] = {"BitnetForCausalLM"};
+        c["model_type"] = "llama";
+        c.erase("quantization_config");
+    });
+    dir.edit_weights([](Tensors& t) {
+        rename(t, ".self_attn.attn_sub_norm.", ".self_attn.inner_attn_ln.");
+        rename(t, ".mlp.ffn_sub_norm.", ".mlp.ffn_layernorm.");
+    });
+    const auto model = Model::load(dir.path());
+    EXPECT_EQ(model->config().architecture, "BitnetForCausalLM");
+    EXPECT_EQ(logits_of(*model), want);
+}
+
+// linear_class "bitlinear" divides by weight_scale where "autobitlinear" multiplies: storing the
+// reciprocal scales must give the same logits (up to the rounding of 1 / (1 / s)).
+TEST(ModelLayoutTest, BitLinearDivideConventionMatchesMultiply) {
+    const std::vector<float> want = logits_of(*Model::load(model_dir("tiny-packed")));
+    ModelDir dir("tiny-packed");
+    dir.edit_config([](json& c) { c["quantization_config"]["linear_class"] = "bitlinear"; });
+    dir.edit_weights([](Tensors& tensors) {
+        for (OwnedTensor& t : tensors) {
+            if (t.name.find("weight_scale") == std::string::npos) continue;
+            uint16_t h;
+            std::memcpy(&h, t.bytes.data(), 2);
+            const float inverse = 1.f / bf16_to_f32(h);
+            t.dtype = StDType::F32;
+            t.bytes.resize(4);
+            std::memcpy(t.bytes.data(), &inverse, 4);
+        }
+    });
+    EXPECT_LT(max_rel_diff(logits_of(*Model::load(dir.path())), want), 1e-5);
+}
+
+// The same values stored as F32 instead of BF16 give bit-identical logits.
+TEST(ModelLayoutTest, Float32TensorsGiveTheSameLogits) {
+    for (const char* name : {"tiny-packed", "tiny-master"}) {
+        const std::vector<float> want = logits_of(*Model::load(model_dir(name)));
+        ModelDir dir(name);
+        dir.edit_weights([](Tensors& tensors) {
+            for (OwnedTensor& t : tensors) {
+                if (t.dtype != StDType::BF16) continue;
+                std::vector<uint8_t> wide(t.bytes.size() * 2);
+                for (size_t i = 0; i < t.bytes.size() / 2; ++i) {
+                    uint16_t h;
+                    std::memcpy(&h, t.bytes.data() + 2 * i, 2);
+                    const float f = bf16_to_f32(h);
+                    std::memcpy(wide.data() + 4 * i, &f, 4);
+                }
+                t.dtype = StDType::F32;
+                t.bytes = std::move(wide);
+            }
+        });
+        EXPECT_EQ(logits_of(*Model::load(dir.path())), want) << name;
     }
 }
 
