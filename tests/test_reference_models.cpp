@@ -88,6 +88,10 @@ std::vector<Param> all_params() {
     return out;
 }
 
+void PrintTo(const Param& p, std::ostream* os) {
+    *os << p.model << " at " << cpu::isa_name(p.isa) << (p.reference_numerics ? ", reference numerics" : "");
+}
+
 std::string param_name(const testing::TestParamInfo<Param>& info) {
     std::string m = info.param.model.substr(info.param.model.find_last_of('/') + 1);
     for (char& ch : m) {
