@@ -66,11 +66,14 @@ class CliTest : public testing::Test {
     }
 
     // Runs `bitnet ARGS` (arguments quoted one by one), stdout and stderr captured separately.
-    RunResult run(const std::vector<std::string>& args) const {
+    // `input` is fed to standard input through a file (a pipe-like, non-terminal stdin).
+    RunResult run(const std::vector<std::string>& args, const std::string& input = "") const {
         std::string cmd = quote(BITNET_CLI_PATH);
         for (const std::string& a : args) cmd += " " + quote(a);
-        const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-        cmd += " >" + quote(out.string()) + " 2>" + quote(err.string()) + " </dev/null";
+        const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt",
+                       in = dir_ / "stdin.txt";
+        std::ofstream(in, std::ios::binary) << input;
+        cmd += " >" + quote(out.string()) + " 2>" + quote(err.string()) + " <" + quote(in.string());
         RunResult r;
         r.status = std::system(cmd.c_str());
         r.out = read_text(out);
@@ -334,6 +337,53 @@ TEST_F(CliTest, NoSubcommand) {
 
 TEST_F(CliTest, LogitsWithoutOutputOrTop) {
     expect_failure({"logits", model_dir("tiny-master"), "--tokens", "1,2"}, "--top");
+}
+
+// ---- generate and chat ----------------------------------------------------------------------
+
+TEST_F(CliTest, GenerateGreedyPrintsWhatTheLibraryGenerates) {
+    const std::string model = model_dir("tiny-packed");
+    const RunResult r = run(
+        {"generate", model, "-p", "Once upon a time", "-n", "12", "--temp", "0", "--ignore-eos"});
+    ASSERT_EQ(r.code(), 0) << r.err;
+    InferenceEngine engine;
+    GenerationParams p;
+    p.sampling.temperature = 0.f;
+    p.max_tokens = 12;
+    p.ignore_eos = true;
+    const GenerationResult want =
+        engine.generate(engine.load_model(model), *Tokenizer::load(model), "Once upon a time", p);
+    EXPECT_EQ(r.out, want.text + "\n");
+    EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("12 generated"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, GenerateStreamsTheSameTextAndReadsStdin) {
+    const std::string model = model_dir("tiny-master");
+    const RunResult plain = run({"generate", model, "-p", "hello", "-n", "10", "--temp", "0"});
+    const RunResult streamed =
+        run({"generate", model, "-n", "10", "--temp", "0", "--stream"}, "hello");
+    ASSERT_EQ(plain.code(), 0) << plain.err;
+    ASSERT_EQ(streamed.code(), 0) << streamed.err;
+    EXPECT_EQ(streamed.out, plain.out);
+}
+
+TEST_F(CliTest, ChatAnswersEveryLineFromAPipe) {
+    const RunResult r =
+        run({"chat", model_dir("tiny-packed"), "-n", "6", "--temp", "0.7", "-s", "5"},
+            "hello there\nand again\n");
+    ASSERT_EQ(r.code(), 0) << r.err;
+    size_t stats = 0;
+    for (size_t at = r.err.find("tokens/s"); at != std::string::npos;
+         at = r.err.find("tokens/s", at + 1))
+        ++stats;
+    EXPECT_EQ(stats, 2u) << r.err;
+}
+
+TEST_F(CliTest, GenerateRejectsBadFlags) {
+    expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "--top-p", "0"}, "top_p");
+    expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "-n", "abc"}, "n-predict");
+    expect_failure({"generate", "/nonexistent/model", "-p", "x"}, "/nonexistent/model");
 }
 
 }  // namespace

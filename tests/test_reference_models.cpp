@@ -89,7 +89,8 @@ std::vector<Param> all_params() {
 }
 
 void PrintTo(const Param& p, std::ostream* os) {
-    *os << p.model << " at " << cpu::isa_name(p.isa) << (p.reference_numerics ? ", reference numerics" : "");
+    *os << p.model << " at " << cpu::isa_name(p.isa)
+        << (p.reference_numerics ? ", reference numerics" : "");
 }
 
 std::string param_name(const testing::TestParamInfo<Param>& info) {

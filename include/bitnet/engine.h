@@ -17,11 +17,14 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bitnet/error.h"
+#include "bitnet/generate.h"
 #include "bitnet/model.h"
 #include "bitnet/tensor.h"
+#include "bitnet/tokenizer.h"
 
 namespace bitnet {
 
@@ -160,6 +163,23 @@ class InferenceEngine {
     // n = tokens with all_logits, else 1). All sessions must belong to this engine's device.
     std::vector<Tensor> forward(std::span<const SequenceStep> steps);
     Tensor forward(Session& session, std::span<const int32_t> tokens, bool all_logits = false);
+
+    // ---- text generation (needs a tokenizer) ----
+    // Encodes the prompt, then samples up to params.max_tokens tokens; on_text receives each
+    // piece of text as soon as it is final.
+    GenerationResult generate(std::shared_ptr<const Model> model, const Tokenizer& tokenizer,
+                              std::string_view prompt, const GenerationParams& params = {},
+                              const TextCallback& on_text = {});
+    // Several prompts decoded together: every step runs one batched forward pass.
+    std::vector<GenerationResult> process_batch(std::shared_ptr<const Model> model,
+                                                const Tokenizer& tokenizer,
+                                                const std::vector<std::string>& prompts,
+                                                const GenerationParams& params = {});
+    // generate() on a background thread, read piece by piece.
+    std::unique_ptr<TextStream> create_stream(std::shared_ptr<const Model> model,
+                                              std::shared_ptr<const Tokenizer> tokenizer,
+                                              std::string prompt,
+                                              const GenerationParams& params = {});
 
     const EngineOptions& options() const noexcept;
     Device device() const noexcept;    // the device actually used

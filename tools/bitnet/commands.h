@@ -21,5 +21,8 @@ struct EngineFlags {
 
 void add_info_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
 
 }  // namespace bitnet::cli

@@ -8,6 +8,9 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     bitnet::cli::add_info_command(app);
     bitnet::cli::add_logits_command(app);
+    bitnet::cli::add_tokenize_command(app);
+    bitnet::cli::add_generate_command(app);
+    bitnet::cli::add_chat_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
