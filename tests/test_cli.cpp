@@ -380,7 +380,17 @@ TEST_F(CliTest, ChatAnswersEveryLineFromAPipe) {
     EXPECT_EQ(stats, 2u) << r.err;
 }
 
+TEST_F(CliTest, LogitBiasForcesAToken) {
+    // Token 71 of tiny-packed's vocabulary is "h".
+    const RunResult r = run({"generate", model_dir("tiny-packed"), "-p", "x", "-n", "3",
+                             "--logit-bias", "71+100", "--ignore-eos"});
+    ASSERT_EQ(r.code(), 0) << r.err;
+    EXPECT_EQ(r.out, "hhh\n");
+}
+
 TEST_F(CliTest, GenerateRejectsBadFlags) {
+    expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "--logit-bias", "4x4+1"},
+                   "--logit-bias");
     expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "--top-p", "0"}, "top_p");
     expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "-n", "abc"}, "n-predict");
     expect_failure({"generate", "/nonexistent/model", "-p", "x"}, "/nonexistent/model");

@@ -1,7 +1,11 @@
 #include "sampling_flags.h"
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
+#include <stdexcept>
+
+#include "bitnet/error.h"
 
 namespace bitnet::cli {
 
@@ -41,6 +45,9 @@ void GenerationFlags::add_to(CLI::App& app) {
         ->capture_default_str();
     app.add_option("-s,--seed", s.seed, "random seed")->capture_default_str();
     app.add_option("--stop", stop, "stop string (repeatable)");
+    app.add_option("-l,--logit-bias", logit_bias,
+                   "TOKEN_ID+BIAS or TOKEN_ID-BIAS added to a token's logit; TOKEN_ID-inf bans it "
+                   "(repeatable)");
     app.add_flag("--ignore-eos", params.ignore_eos, "keep generating past end-of-sequence tokens");
     app.add_flag("--special", params.show_special, "show special tokens in the output");
 }
@@ -49,6 +56,31 @@ GenerationParams GenerationFlags::to_params() const {
     GenerationParams p = params;
     p.max_tokens = n_predict;
     p.stop_strings = stop;
+    for (const std::string& item : logit_bias) {
+        const size_t sign = item.find_first_of("+-", 1);
+        size_t used = 0;
+        long long id = -1;
+        float bias = 0.f;
+        try {
+            id = std::stoll(item.substr(0, sign), &used);
+            if (used != sign) throw std::invalid_argument("id");
+            const std::string value = item.substr(sign);
+            bias = value == "-inf"   ? -INFINITY
+                   : value == "+inf" ? INFINITY
+                                     : std::stof(value, &used);
+            if (value != "-inf" && value != "+inf" && used != value.size())
+                throw std::invalid_argument("bias");
+        } catch (const std::exception&) {
+            throw Error(ErrorCode::InvalidArgument,
+                        "--logit-bias '" + item +
+                            "': expected TOKEN_ID+BIAS, TOKEN_ID-BIAS or TOKEN_ID-inf");
+        }
+        if (sign == std::string::npos || id < 0 || id > INT32_MAX) {
+            throw Error(ErrorCode::InvalidArgument,
+                        "--logit-bias '" + item + "': expected TOKEN_ID+BIAS");
+        }
+        p.sampling.logit_bias[static_cast<int32_t>(id)] += bias;
+    }
     return p;
 }
 

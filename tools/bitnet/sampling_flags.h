@@ -14,6 +14,7 @@ struct GenerationFlags {
     GenerationParams params;
     int n_predict = 128;
     std::vector<std::string> stop;
+    std::vector<std::string> logit_bias;  // "TOKEN_ID+BIAS" / "TOKEN_ID-BIAS", as llama.cpp
     void add_to(CLI::App& app);
     GenerationParams to_params() const;
 };
