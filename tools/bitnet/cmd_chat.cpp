@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 
+#include "bitnet/chat_template.h"
 #include "commands.h"
 #include "sampling_flags.h"
 
@@ -19,25 +20,13 @@ struct ChatArgs {
     GenerationFlags generation;
 };
 
-// The conversation in microsoft/bitnet-b1.58-2B-4T's chat format. The model's Jinja
-// chat_template is not interpreted yet (issue #3); this is the format that template produces.
-std::string render(const std::string& system,
-                   const std::vector<std::pair<std::string, std::string>>& turns) {
-    std::string out;
-    if (!system.empty()) out += "System: " + system + "<|eot_id|>";
-    for (const auto& [user, assistant] : turns) {
-        out += "User: " + user + "<|eot_id|>Assistant: ";
-        if (!assistant.empty()) out += assistant + "<|eot_id|>";
-    }
-    return out;
-}
-
 void run_chat(const ChatArgs& a) {
     InferenceEngine engine(a.engine.to_options());
     const auto model = engine.load_model(a.model);
     const auto tokenizer = Tokenizer::load(a.model);
     install_interrupt_handler();
-    std::vector<std::pair<std::string, std::string>> turns;
+    std::vector<ChatMessage> messages;
+    if (!a.system.empty()) messages.push_back({"system", a.system});
     const bool interactive = isatty(0);
     std::string line;
     for (;;) {
@@ -47,11 +36,14 @@ void run_chat(const ChatArgs& a) {
         }
         if (!std::getline(std::cin, line)) break;
         if (line.empty()) continue;
-        turns.emplace_back(line, "");
+        messages.push_back({"user", line});
         clear_interrupt();
+        // The model's own chat template (tokenizer_config.json), else the 2B-4T format.
+        const ChatPrompt prompt = build_chat_prompt(*tokenizer, messages);
         GenerationParams params = a.generation.to_params();
-        const GenerationResult r = engine.generate(
-            model, *tokenizer, render(a.system, turns), params, [](std::string_view piece) {
+        params.add_special = prompt.add_special;
+        const GenerationResult r =
+            engine.generate(model, *tokenizer, prompt.text, params, [](std::string_view piece) {
                 std::fwrite(piece.data(), 1, piece.size(), stdout);
                 std::fflush(stdout);
                 return !interrupted();
@@ -60,7 +52,7 @@ void run_chat(const ChatArgs& a) {
         std::fflush(stdout);
         std::fprintf(stderr, "[%d tokens, %.2f tokens/s]\n", r.stats.generated_tokens,
                      r.stats.tokens_per_second);
-        turns.back().second = r.text;
+        messages.push_back({"assistant", r.text});
     }
 }
 
