@@ -7,6 +7,7 @@
 
 #include "bitnet/error.h"
 #include "chat/jinja_value.h"
+#include "tokenizer/unicode.h"
 
 namespace bitnet::jinja {
 
@@ -22,24 +23,6 @@ bool is_name_start(char c) {
 }
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
 }
 
 class Lexer {
@@ -329,7 +312,7 @@ class Lexer {
                         static_cast<size_t>(r.ptr - (src_.data() + pos)) != n || cp > 0x10FFFF) {
                         fail(pos - 2, std::string("invalid \\") + e + " escape in string literal");
                     }
-                    append_utf8(out, cp);
+                    tok::utf8_append(out, cp);
                     pos += n;
                     break;
                 }
