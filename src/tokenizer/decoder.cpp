@@ -68,20 +68,6 @@ std::vector<std::string> byte_fallback(std::vector<std::string> tokens) {
     return out;
 }
 
-std::string replace_all(const std::string& s, const std::string& pattern,
-                        const std::string& content) {
-    if (pattern.empty()) return s;
-    std::string out;
-    size_t pos = 0;
-    for (size_t hit; (hit = s.find(pattern, pos)) != std::string::npos;
-         pos = hit + pattern.size()) {
-        out.append(s, pos, hit - pos);
-        out += content;
-    }
-    out.append(s, pos, std::string::npos);
-    return out;
-}
-
 void strip(std::string& t, const std::string& c, size_t start, size_t stop) {
     if (c.empty()) return;
     for (size_t i = 0; i < start && t.starts_with(c); ++i) t.erase(0, c.size());
@@ -105,7 +91,7 @@ std::string Decoder::decode(std::vector<std::string> tokens) const {
                 tokens = byte_fallback(std::move(tokens));
                 break;
             case DecoderStep::Kind::Replace:
-                for (std::string& t : tokens) t = replace_all(t, step.pattern, step.content);
+                for (std::string& t : tokens) t = replace_literal(t, step.pattern, step.content);
                 break;
             case DecoderStep::Kind::Fuse: {
                 std::string all;
@@ -118,7 +104,7 @@ std::string Decoder::decode(std::vector<std::string> tokens) const {
                 break;
             case DecoderStep::Kind::Metaspace:
                 for (size_t i = 0; i < tokens.size(); ++i) {
-                    tokens[i] = replace_all(tokens[i], step.pattern, " ");
+                    tokens[i] = replace_literal(tokens[i], step.pattern, " ");
                     if (i == 0 && step.strip_first_space && tokens[i].starts_with(' ')) {
                         tokens[i].erase(0, 1);
                     }

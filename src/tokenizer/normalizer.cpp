@@ -2,24 +2,11 @@
 
 #include <utility>
 
+#include "tokenizer/unicode.h"
+
 namespace bitnet::tok {
 
 namespace {
-
-std::string replace_literal(const std::string& s, std::string_view pattern,
-                            std::string_view content) {
-    if (pattern.empty()) return s;
-    std::string out;
-    out.reserve(s.size());
-    size_t pos = 0;
-    for (size_t hit; (hit = s.find(pattern, pos)) != std::string::npos;
-         pos = hit + pattern.size()) {
-        out.append(s, pos, hit - pos);
-        out += content;
-    }
-    out.append(s, pos, std::string::npos);
-    return out;
-}
 
 std::string replace_regex(const std::string& s, const Regex& re, std::string_view content) {
     std::vector<std::pair<size_t, size_t>> matches;

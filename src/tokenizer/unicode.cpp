@@ -161,4 +161,19 @@ bool byte_level_to_bytes(std::string_view text, std::string& out) {
     return true;
 }
 
+std::string replace_literal(const std::string& s, std::string_view pattern,
+                            std::string_view content) {
+    if (pattern.empty()) return s;
+    std::string out;
+    out.reserve(s.size());
+    size_t pos = 0;
+    for (size_t hit; (hit = s.find(pattern, pos)) != std::string::npos;
+         pos = hit + pattern.size()) {
+        out.append(s, pos, hit - pos);
+        out += content;
+    }
+    out.append(s, pos, std::string::npos);
+    return out;
+}
+
 }  // namespace bitnet::tok

@@ -49,4 +49,9 @@ std::string bytes_to_byte_level(std::string_view bytes);
 // The inverse; false (and `out` unspecified) when a character is not in the table.
 bool byte_level_to_bytes(std::string_view text, std::string& out);
 
+// Every occurrence of `pattern` (non-empty) in `s` replaced by `content`; an empty pattern
+// returns `s` unchanged.
+std::string replace_literal(const std::string& s, std::string_view pattern,
+                            std::string_view content);
+
 }  // namespace bitnet::tok
