@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "bitnet/bitnet.h"  // the umbrella header users include
 #include "model/format/safetensors.h"
 #include "test_support.h"
 
