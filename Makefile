@@ -10,7 +10,7 @@ DEBIAN_PACKAGES = build-essential cmake ninja-build pkg-config \
 	libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev \
 	clang libclang-rt-14-dev clang-format
 
-.PHONY: deps build run test test-asan fuzz bench format clean
+.PHONY: deps build run test test-asan test-tsan fuzz bench format clean
 
 deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -43,15 +43,28 @@ test-asan: deps
 	cmake --build $(BUILD)-asan -j $(JOBS)
 	ctest --test-dir $(BUILD)-asan --output-on-failure -j $(JOBS)
 
-# libFuzzer on the model-file parsers (clang), for FUZZ_SECONDS.
+# The tests that run threads against each other, under ThreadSanitizer (the model cache, the
+# thread pool, concurrent tokenizers, background generation streams).
+TSAN_TESTS ?= ModelCache*:CoreThreadPool*:TokenizerThreads*:GenerationTest.Streaming*:GenerationTest.Cancelled*
+test-tsan: deps
+	cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+		-DBITNET_TSAN=ON -DBITNET_BUILD_BENCH=OFF
+	cmake --build $(BUILD)-tsan -j $(JOBS) --target bitnet_tests
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+		./$(BUILD)-tsan/tests/bitnet_tests --gtest_filter='$(TSAN_TESTS)'
+
+# libFuzzer on the model-file parsers (clang): FUZZ_SECONDS in all, half for the safetensors +
+# config loader, half for GGUF.
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DBITNET_FUZZ=ON -DBITNET_SANITIZE=ON -DBITNET_BUILD_BENCH=OFF -DBITNET_BUILD_TESTS=ON
-	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_model_files
-	mkdir -p $(BUILD)-fuzz/corpus
-	./$(BUILD)-fuzz/tests/fuzz/fuzz_model_files -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_model_files fuzz_gguf
+	mkdir -p $(BUILD)-fuzz/corpus $(BUILD)-fuzz/corpus_gguf
+	./$(BUILD)-fuzz/tests/fuzz/fuzz_model_files -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -rss_limit_mb=4096 \
 		$(BUILD)-fuzz/corpus tests/fuzz/corpus
+	./$(BUILD)-fuzz/tests/fuzz/fuzz_gguf -max_total_time=$$(( $(FUZZ_SECONDS) - $(FUZZ_SECONDS) / 2 )) -rss_limit_mb=4096 \
+		$(BUILD)-fuzz/corpus_gguf tests/fuzz/corpus_gguf
 
 bench: build
 	./$(BUILD)/bench/bench_kernels --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
@@ -60,4 +73,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz

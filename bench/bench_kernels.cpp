@@ -5,13 +5,20 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/aligned_buffer.h"
+#include "core/arena.h"
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "model/forward.h"
+#include "model/model_impl.h"
+#include "model/synthetic_model.h"
+#include "runtime/kv_cache.h"
 
 namespace bitnet::cpu {
 namespace {
@@ -139,6 +146,37 @@ void bench_quantize(benchmark::State& state, Isa isa, int n) {
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 
+// One decode step of a whole synthetic model (embedding, every layer, head) with `context`
+// tokens already cached: the per-token latency of generation without sampling or API.
+void bench_decode_step(benchmark::State& state, Isa isa, const std::string& shape,
+                       const std::string& weights, const std::string& head, int threads,
+                       int context) {
+    SyntheticSpec spec;
+    spec.shape = shape;
+    spec.weights = weights;
+    spec.head = head;
+    const std::shared_ptr<const Model> model = make_synthetic_model(spec);
+    const Model::Impl& impl = model->impl();
+    ThreadPool pool(threads);
+    Arena arena;
+    KVCache cache(impl.config, context + 1, KvType::F32);
+    std::vector<int32_t> prompt(static_cast<size_t>(context));
+    for (int i = 0; i < context; ++i) prompt[i] = (i * 37 + 11) % impl.config.vocab_size;
+    ForwardPass pass(impl, kernels(isa), pool, arena);
+    ForwardItem fill{&cache, prompt.data(), context, false, nullptr, nullptr};
+    pass.run(std::span<ForwardItem>(&fill, 1));
+    std::vector<float> logits(static_cast<size_t>(impl.config.vocab_size));
+    const int32_t token = 7;
+    for (auto _ : state) {
+        arena.reset();
+        cache.set_length(context);
+        ForwardItem step{&cache, &token, 1, false, logits.data(), nullptr};
+        pass.run(std::span<ForwardItem>(&step, 1));
+        benchmark::DoNotOptimize(logits.data());
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+
 void register_all() {
     struct Shape {
         const char* name;
@@ -167,6 +205,14 @@ void register_all() {
         benchmark::RegisterBenchmark(("quantize_row_i8/" + level + "/2560").c_str(), bench_quantize,
                                      isa, 2560)
             ->Unit(benchmark::kNanosecond);
+    }
+    const Isa best = supported_isas().back();
+    for (int threads : {1, 2}) {
+        const std::string name = std::string("decode_step/") + isa_name(best) +
+                                 "/1m_t2_bf16/context=128/threads=" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), bench_decode_step, best, "1m", "t2", "bf16",
+                                     threads, 128)
+            ->Unit(benchmark::kMicrosecond);
     }
 }
 

@@ -58,18 +58,18 @@ struct TernaryProblem {
     std::vector<int32_t> row_sum;
     std::vector<float> out_scale;
 
-    TernaryProblem(int rows_, int cols_, int batch_, uint32_t seed)
+    TernaryLayout layout;
+
+    TernaryProblem(int rows_, int cols_, int batch_, uint32_t seed,
+                   TernaryLayout layout_ = TernaryLayout::Bits2)
         : rows(rows_),
           cols(cols_),
-          cols_padded(round_up(cols_, kTernaryBlock)),
+          cols_padded(round_up(cols_, ternary_block(layout_))),
           batch(batch_),
-          stride(cols_padded + 32) {
+          stride(ternary_activation_stride(cols_) + 32),
+          layout(layout_) {
         values = random_ternary(static_cast<size_t>(rows) * cols, seed);
-        packed.resize(ternary_packed_bytes(rows, cols));
-        for (int r = 0; r < rows; ++r) {
-            pack_ternary_row(values.data() + static_cast<size_t>(r) * cols, cols,
-                             packed.data() + static_cast<size_t>(r) * cols_padded / 4);
-        }
+        repack();
         // Bytes between cols_padded and stride are not part of any row: make them loud.
         q.assign(static_cast<size_t>(batch) * stride, int8_t{99});
         row_sum.resize(batch);
@@ -83,7 +83,20 @@ struct TernaryProblem {
             out_scale[m] = 0.37f / s;
         }
     }
-    TernaryMatrixView view() const { return {packed.data(), rows, cols, cols_padded}; }
+    // Packs `values` again (after a test changed them).
+    void repack() {
+        packed.assign(ternary_packed_bytes(rows, cols, layout), 0);
+        const TernaryMatrixView v = view();
+        for (int r = 0; r < rows; ++r) {
+            uint8_t* out = packed.data() + static_cast<size_t>(r) * v.row_bytes();
+            if (layout == TernaryLayout::Bits2) {
+                pack_ternary_row(values.data() + static_cast<size_t>(r) * cols, cols, out);
+            } else {
+                pack_ternary5_row(values.data() + static_cast<size_t>(r) * cols, cols, out);
+            }
+        }
+    }
+    TernaryMatrixView view() const { return make_ternary_view(packed.data(), rows, cols, layout); }
     QuantizedActivations acts() const {
         return {q.data(), row_sum.data(), out_scale.data(), batch, stride};
     }
@@ -91,42 +104,75 @@ struct TernaryProblem {
 
 // ---- the scalar reference against plain arithmetic --------------------------------------------
 
+const TernaryLayout kLayouts[] = {TernaryLayout::Bits2, TernaryLayout::Trits5};
+
 TEST(KernelScalarTest, PackRoundTrip) {
-    for (int cols : kCols) {
-        const int rows = 5;
-        const std::vector<int8_t> values =
-            random_ternary(static_cast<size_t>(rows) * cols, 11u + cols);
-        std::vector<uint8_t> packed(ternary_packed_bytes(rows, cols));
-        const int padded = round_up(cols, kTernaryBlock);
-        for (int r = 0; r < rows; ++r) {
-            pack_ternary_row(values.data() + static_cast<size_t>(r) * cols, cols,
-                             packed.data() + static_cast<size_t>(r) * padded / 4);
-        }
-        const TernaryMatrixView w{packed.data(), rows, cols, padded};
-        for (int r = 0; r < rows; ++r) {
-            for (int k = 0; k < cols; ++k)
-                ASSERT_EQ(ternary_at(w, r, k), values[static_cast<size_t>(r) * cols + k])
-                    << "cols=" << cols << " r=" << r << " k=" << k;
-            for (int k = cols; k < padded; ++k)
-                ASSERT_EQ(ternary_at(w, r, k), 0) << "padding, cols=" << cols;
+    for (TernaryLayout layout : kLayouts) {
+        for (int cols : kCols) {
+            const TernaryProblem p(5, cols, 1, 11u + cols, layout);
+            const TernaryMatrixView w = p.view();
+            ASSERT_EQ(w.cols_padded, round_up(cols, ternary_block(layout)));
+            ASSERT_EQ(w.row_bytes() * 5, ternary_packed_bytes(5, cols, layout));
+            for (int r = 0; r < p.rows; ++r) {
+                for (int k = 0; k < cols; ++k)
+                    ASSERT_EQ(ternary_at(w, r, k), p.values[static_cast<size_t>(r) * cols + k])
+                        << layout_name(layout) << " cols=" << cols << " r=" << r << " k=" << k;
+                for (int k = cols; k < w.cols_padded; ++k)
+                    ASSERT_EQ(ternary_at(w, r, k), 0)
+                        << layout_name(layout) << " padding, cols=" << cols;
+            }
+            EXPECT_FALSE(find_invalid_ternary_code(w).has_value());
         }
     }
 }
 
+TEST(KernelScalarTest, Trits5EncodesEveryCombination) {
+    // Byte j of a block holds k = j + 64 i, i = 0..4: put all 243 combinations in bytes 0..63 of
+    // four blocks and read them back.
+    const int cols = 4 * kTernary5Block;
+    std::vector<int8_t> v(cols, 0);
+    for (int n = 0; n < 243; ++n) {
+        const int block = n / 64, j = n % 64;
+        int rest = n;
+        for (int i = 4; i >= 0; --i, rest /= 3)
+            v[block * kTernary5Block + j + 64 * i] = static_cast<int8_t>(rest % 3 - 1);
+    }
+    std::vector<uint8_t> packed(ternary_packed_bytes(1, cols, TernaryLayout::Trits5));
+    pack_ternary5_row(v.data(), cols, packed.data());
+    ASSERT_EQ(packed.size(), 256u);
+    const TernaryMatrixView w = make_ternary_view(packed.data(), 1, cols, TernaryLayout::Trits5);
+    for (int k = 0; k < cols; ++k) ASSERT_EQ(ternary_at(w, 0, k), v[k]) << "k=" << k;
+    // All-zero padding bytes, and b = ceil(n * 256 / 243) for n = 0 and 242.
+    EXPECT_EQ(packed[255], 128);
+    EXPECT_EQ(packed[0], 0);
+    EXPECT_EQ(packed[242 % 64 + 64 * 3], 255);
+}
+
+TEST(KernelScalarTest, InvalidCodesAreFound) {
+    TernaryProblem p(3, 700, 1, 5u, TernaryLayout::Bits2);
+    p.packed[p.view().row_bytes() * 2 + 70] |= 0x30;  // bit pair 2 of a byte in block 1 -> 0b11
+    EXPECT_EQ(find_invalid_ternary_code(p.view()), std::make_optional(std::pair<int, int>(2, 1)));
+    TernaryProblem q(3, 700, 1, 5u, TernaryLayout::Trits5);
+    q.packed[q.view().row_bytes() + 130] = 1;  // no n gives ceil(n * 256 / 243) = 1
+    EXPECT_EQ(find_invalid_ternary_code(q.view()), std::make_optional(std::pair<int, int>(1, 2)));
+}
+
 TEST(KernelScalarTest, TernaryGemmMatchesNaiveProduct) {
-    for (int cols : kCols) {
-        const TernaryProblem p(7, cols, 3, 100u + cols);
-        std::vector<float> y(static_cast<size_t>(p.batch) * p.rows);
-        scalar_kernels().ternary_gemm(p.view(), 0, p.rows, p.acts(), y.data(), p.rows);
-        for (int m = 0; m < p.batch; ++m) {
-            for (int r = 0; r < p.rows; ++r) {
-                int32_t dot = 0;
-                for (int k = 0; k < cols; ++k)
-                    dot += p.q[static_cast<size_t>(m) * p.stride + k] *
-                           p.values[static_cast<size_t>(r) * cols + k];
-                EXPECT_TRUE(same_bits(y[static_cast<size_t>(m) * p.rows + r],
-                                      static_cast<float>(dot) * p.out_scale[m]))
-                    << "cols=" << cols << " m=" << m << " r=" << r;
+    for (TernaryLayout layout : kLayouts) {
+        for (int cols : kCols) {
+            const TernaryProblem p(7, cols, 3, 100u + cols, layout);
+            std::vector<float> y(static_cast<size_t>(p.batch) * p.rows);
+            scalar_kernels().ternary_gemm(p.view(), 0, p.rows, p.acts(), y.data(), p.rows);
+            for (int m = 0; m < p.batch; ++m) {
+                for (int r = 0; r < p.rows; ++r) {
+                    int32_t dot = 0;
+                    for (int k = 0; k < cols; ++k)
+                        dot += p.q[static_cast<size_t>(m) * p.stride + k] *
+                               p.values[static_cast<size_t>(r) * cols + k];
+                    EXPECT_TRUE(same_bits(y[static_cast<size_t>(m) * p.rows + r],
+                                          static_cast<float>(dot) * p.out_scale[m]))
+                        << layout_name(layout) << " cols=" << cols << " m=" << m << " r=" << r;
+                }
             }
         }
     }
@@ -175,50 +221,83 @@ void check_ternary(const KernelTable& k, const TernaryProblem& p, int r_begin, i
 }
 
 TEST_P(KernelTest, TernaryGemmShapes) {
-    for (int cols : kCols) {
-        for (int rows : {1, 2, 7, 8, 33}) {
-            for (int batch : {1, 2, 3, 5, 8, 17}) {
-                const TernaryProblem p(rows, cols, batch, 1000u + 37u * cols + 7u * rows + batch);
-                check_ternary(k(), p, 0, rows);
+    for (TernaryLayout layout : kLayouts) {
+        for (int cols : kCols) {
+            for (int rows : {1, 2, 7, 8, 33}) {
+                for (int batch : {1, 2, 3, 5, 8, 17}) {
+                    const TernaryProblem p(rows, cols, batch,
+                                           1000u + 37u * cols + 7u * rows + batch, layout);
+                    check_ternary(k(), p, 0, rows);
+                }
             }
         }
     }
 }
 
 TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
-    for (int batch = 1; batch <= 17; ++batch) {
-        const TernaryProblem p(37, 767, batch, 500u + batch);
-        check_ternary(k(), p, 0, p.rows);
-    }
-}
-
-TEST_P(KernelTest, TernaryGemmRowRanges) {
-    for (int batch : {1, 4, 6}) {
-        const TernaryProblem p(41, 500, batch, 77u + batch);
-        for (const auto& [b, e] :
-             std::vector<std::pair<int, int>>{{3, 41}, {5, 6}, {9, 30}, {13, 13}, {1, 40}}) {
-            check_ternary(k(), p, b, e);
+    for (TernaryLayout layout : kLayouts) {
+        for (int batch = 1; batch <= 17; ++batch) {
+            const TernaryProblem p(37, 767, batch, 500u + batch, layout);
+            check_ternary(k(), p, 0, p.rows);
         }
     }
 }
 
+TEST_P(KernelTest, TernaryGemmRowRanges) {
+    for (TernaryLayout layout : kLayouts) {
+        for (int batch : {1, 4, 6}) {
+            const TernaryProblem p(41, 500, batch, 77u + batch, layout);
+            for (const auto& [b, e] :
+                 std::vector<std::pair<int, int>>{{3, 41}, {5, 6}, {9, 30}, {13, 13}, {1, 40}}) {
+                check_ternary(k(), p, b, e);
+            }
+        }
+    }
+}
+
+TEST_P(KernelTest, TernaryLayoutsGiveIdenticalResults) {
+    // The same weights in both layouts: the int32 dot products, and so y, are bit-identical.
+    for (int cols : {300, 2560, 6912}) {
+        for (int batch : {1, 3, 8}) {
+            const TernaryProblem p2(9, cols, batch, 300u + cols + batch, TernaryLayout::Bits2);
+            TernaryProblem p5(9, cols, batch, 300u + cols + batch, TernaryLayout::Trits5);
+            ASSERT_EQ(p2.values, p5.values);
+            std::vector<float> y2(static_cast<size_t>(batch) * 9), y5(y2.size());
+            k().ternary_gemm(p2.view(), 0, 9, p2.acts(), y2.data(), 9);
+            k().ternary_gemm(p5.view(), 0, 9, p5.acts(), y5.data(), 9);
+            for (size_t i = 0; i < y2.size(); ++i)
+                ASSERT_TRUE(same_bits(y2[i], y5[i])) << "cols=" << cols << " i=" << i;
+        }
+    }
+}
+
+TEST_P(KernelTest, Trits5EveryByteDecodesAsTheReference) {
+    // Non-canonical bytes too: all 256 values in every position, against the scalar decode.
+    TernaryProblem p(4, 320, 3, 17u, TernaryLayout::Trits5);
+    for (size_t i = 0; i < p.packed.size(); ++i) p.packed[i] = static_cast<uint8_t>(i * 7 + 3);
+    check_ternary(k(), p, 0, 4);
+}
+
 TEST_P(KernelTest, TernaryGemmExtremeActivations) {
     // Every activation -128 or 127 with weights all -1 or all +1: the largest magnitudes the
-    // 16-bit partial sums of the maddubs path can see.
-    const int cols = 2560;
-    TernaryProblem p(4, cols, 2, 9u);
-    for (int r = 0; r < 4; ++r) {
-        std::vector<int8_t> v(cols, static_cast<int8_t>(r % 2 ? 1 : -1));
-        if (r >= 2) v.assign(cols, static_cast<int8_t>(r == 2 ? 0 : 1));
-        pack_ternary_row(v.data(), cols,
-                         p.packed.data() + static_cast<size_t>(r) * p.cols_padded / 4);
+    // 16-bit partial sums of the maddubs path and the Trits5 accumulators can see.
+    for (TernaryLayout layout : kLayouts) {
+        for (int cols : {2560, 6912}) {
+            TernaryProblem p(4, cols, 2, 9u, layout);
+            for (int r = 0; r < 4; ++r) {
+                const int8_t w = static_cast<int8_t>(r == 0 ? -1 : r == 1 ? 1 : r == 2 ? 0 : 1);
+                std::fill(p.values.begin() + static_cast<ptrdiff_t>(r) * cols,
+                          p.values.begin() + static_cast<ptrdiff_t>(r + 1) * cols, w);
+            }
+            p.repack();
+            for (int m = 0; m < 2; ++m) {
+                int8_t* qm = p.q.data() + static_cast<size_t>(m) * p.stride;
+                std::fill(qm, qm + cols, static_cast<int8_t>(m == 0 ? -128 : 127));
+                p.row_sum[m] = (m == 0 ? -128 : 127) * cols;
+            }
+            check_ternary(k(), p, 0, 4);
+        }
     }
-    for (int m = 0; m < 2; ++m) {
-        int8_t* qm = p.q.data() + static_cast<size_t>(m) * p.stride;
-        std::fill(qm, qm + cols, static_cast<int8_t>(m == 0 ? -128 : 127));
-        p.row_sum[m] = (m == 0 ? -128 : 127) * cols;
-    }
-    check_ternary(k(), p, 0, 4);
 }
 
 // quantize_row_i8 of both levels on x (n values, padded to n_pad), compared exactly.

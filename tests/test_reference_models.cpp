@@ -3,15 +3,18 @@
 // this CPU supports.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "model/checkpoint.h"
 #include "model/format/safetensors.h"
 #include "model/forward.h"
+#include "model/model_impl.h"
 #include "runtime/engine_impl.h"
 #include "test_support.h"
 
@@ -39,13 +42,27 @@ struct Reference {
     }
 };
 
+bool is_gguf(const std::string& name) {
+    return name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0;
+}
+
+// A model folder holds its own reference; a GGUF file "<model>.<type>.gguf" is checked against
+// the reference of the checkpoint it was made from, tests/data/<model>.
+std::string reference_dir(const std::string& name) {
+    if (is_gguf(name)) {
+        const std::string file = name.substr(name.find_last_of('/') + 1);
+        return model_dir(file.substr(0, file.find('.')));
+    }
+    return name.find('/') == std::string::npos ? model_dir(name) : name;
+}
+
 const Reference& reference(const std::string& name) {
     static std::map<std::string, Reference> cache;
     auto it = cache.find(name);
     if (it != cache.end()) return it->second;
     Reference r;
-    const std::string dir = name.find('/') == std::string::npos ? model_dir(name) : name;
-    r.model = Model::load(dir);
+    const std::string dir = reference_dir(name);
+    r.model = Model::load(is_gguf(name) ? name : dir);
     r.file = std::make_unique<SafetensorsFile>(dir + "/reference.safetensors");
     for (int j = 0; j < 64; ++j) {
         if (r.file->find("prompt." + std::to_string(j) + ".ids")) r.prompts.push_back(j);
@@ -77,6 +94,27 @@ std::vector<std::string> reference_models() {
     return out;
 }
 
+// GGUF files of the reference models written by bitnet.cpp's tools (arch bitnet-25, the 2B-4T
+// design): a few ship in tests/data/gguf, the rest are read from ../shared when it is present.
+std::vector<std::string> gguf_reference_files() {
+    namespace fs = std::filesystem;
+    std::vector<std::string> out;
+    std::vector<std::string> names;
+    for (const std::string& dir : {model_dir("gguf"), shared_dir() + "/reference/gguf"}) {
+        if (!fs::is_directory(dir)) continue;
+        for (const auto& e : fs::directory_iterator(dir)) {
+            const std::string file = e.path().filename().string();
+            // The `.bitnet.` files use upstream's SiLU architecture: a different model.
+            if (!is_gguf(file) || file.find(".bitnet.") != std::string::npos) continue;
+            if (std::find(names.begin(), names.end(), file) != names.end()) continue;
+            names.push_back(file);
+            out.push_back(e.path().string());
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 std::vector<Param> all_params() {
     std::vector<Param> out;
     for (const std::string& m : reference_models()) {
@@ -85,6 +123,9 @@ std::vector<Param> all_params() {
             out.push_back({m, isa, true});
         }
     }
+    // Every kernel level already runs on the checkpoints; a GGUF file only changes how the
+    // weights arrive, so one level suffices for each.
+    for (const std::string& f : gguf_reference_files()) out.push_back({f, cpu::select_isa(), false});
     return out;
 }
 
@@ -95,6 +136,7 @@ void PrintTo(const Param& p, std::ostream* os) {
 
 std::string param_name(const testing::TestParamInfo<Param>& info) {
     std::string m = info.param.model.substr(info.param.model.find_last_of('/') + 1);
+    if (is_gguf(m)) m = "gguf_" + m.substr(0, m.size() - 5);
     for (char& ch : m) {
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
     }
@@ -113,6 +155,23 @@ class ReferenceModelTest : public testing::TestWithParam<Param> {
                       .build();
     }
     const ModelConfig& config() const { return ref_->model->config(); }
+    // GGUF block types and F16 store each BitLinear scale as f16: for tiny-master (online
+    // ternarisation, alpha = mean|W|) that moves alpha by up to 4.2e-4, so the file is a slightly
+    // different model and the int8 rounding of the next layer amplifies the difference. The
+    // end-to-end bounds still hold; the teacher-forced median is held to 1e-2 for such files.
+    bool scales_rounded() const {
+        if (!is_gguf(GetParam().model)) return false;
+        const auto source = Model::load(reference_dir(GetParam().model));
+        const auto& a = source->impl().weights.layers;
+        const auto& b = ref_->model->impl().weights.layers;
+        for (size_t i = 0; i < a.size(); ++i) {
+            for (auto m : {&LayerWeights::q, &LayerWeights::k, &LayerWeights::v, &LayerWeights::o,
+                           &LayerWeights::gate, &LayerWeights::up, &LayerWeights::down}) {
+                if ((a[i].*m).alpha != (b[i].*m).alpha) return true;
+            }
+        }
+        return false;
+    }
     const Reference* ref_ = nullptr;
     std::unique_ptr<InferenceEngine> engine_;
 };
@@ -178,7 +237,7 @@ TEST_P(ReferenceModelTest, EachLayerReproducesTheRecordedHiddenState) {
             errs.push_back(err);
         }
     }
-    EXPECT_LT(median(errs), 1e-4);
+    EXPECT_LT(median(errs), scales_rounded() ? 1e-2 : 1e-4);
 }
 
 // The margin of the reference's top-1 choice at each position of a sequence.

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,6 +24,7 @@
 #include "bitnet/error.h"
 #include "bitnet/generate.h"
 #include "bitnet/model.h"
+#include "bitnet/model_cache.h"
 #include "bitnet/tensor.h"
 #include "bitnet/tokenizer.h"
 
@@ -46,6 +48,10 @@ struct EngineOptions {
     // so rounding-boundary cases of the int8 activation quantisation fall as in transformers
     // (several times slower; for verifying against transformers, not for serving).
     bool reference_numerics = false;
+    // Where load_model() finds and keeps models; null: ModelCache::global().
+    std::shared_ptr<ModelCache> model_cache;
+    // When set, the engine sets its model cache's budget (process-wide for the global cache).
+    std::optional<size_t> model_cache_budget_bytes;
 };
 
 struct MemoryStats {
@@ -133,6 +139,15 @@ class EngineBuilder {
         options_.reference_numerics = on;
         return *this;
     }
+    // Engines given the same cache share the models they load; by default all share the global one.
+    EngineBuilder& model_cache(std::shared_ptr<ModelCache> cache) {
+        options_.model_cache = std::move(cache);
+        return *this;
+    }
+    EngineBuilder& model_cache_budget(size_t bytes) {
+        options_.model_cache_budget_bytes = bytes;
+        return *this;
+    }
     std::unique_ptr<InferenceEngine> build() const;
 
   private:
@@ -149,7 +164,10 @@ class InferenceEngine {
 
     static EngineBuilder builder() { return {}; }
 
+    // Through the engine's model cache: a model already loaded (and still cached or in use) is
+    // returned again, not loaded twice.
     std::shared_ptr<const Model> load_model(const std::string& path) const;
+    ModelCache& model_cache() const noexcept;
 
     // Token ids in ([T] or [B, T] int32), logits of the last position out ([vocab] or [B, vocab]).
     Tensor infer(const Model& model, const Tensor& token_ids);

@@ -2,6 +2,7 @@
 // One Model serves any number of engines, sessions and threads at once.
 #pragma once
 
+#include <compare>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -64,6 +65,8 @@ struct ModelInfo {
 
 struct LoadOptions {
     Device device = Device::Auto;
+    // Compares every field, so the model cache keys on all options (add new fields freely).
+    friend auto operator<=>(const LoadOptions&, const LoadOptions&) = default;
 };
 
 class Model {
@@ -81,6 +84,8 @@ class Model {
     const Impl& impl() const noexcept { return *impl_; }
 
   private:
+    // Models built in memory rather than loaded (synthetic benchmark models) come from here.
+    friend std::shared_ptr<const Model> make_model(std::unique_ptr<Impl> impl);
     explicit Model(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

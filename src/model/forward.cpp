@@ -23,7 +23,7 @@ struct QuantizedRows {
 QuantizedRows alloc_quantized(Arena& arena, int rows, int cols) {
     QuantizedRows r;
     r.rows = rows;
-    r.stride = cpu::round_up(cols, cpu::kTernaryBlock);
+    r.stride = cpu::ternary_activation_stride(cols);  // serves either weight layout
     r.q = arena.allocate_array<int8_t>(static_cast<size_t>(rows) * r.stride);
     r.sum = arena.allocate_array<int32_t>(static_cast<size_t>(rows));
     r.s_x = arena.allocate_array<float>(static_cast<size_t>(rows));
@@ -303,6 +303,48 @@ void ForwardPass::run_layers(std::span<ForwardItem> items, float* h, int first, 
     for (int i = first; i < last; ++i) layer(b, i, h);
 }
 
+void ForwardPass::lm_head(const float* normed, int R, float* logits) {
+    const DenseMatrix& head = m_.weights.lm_head();
+    const int H = m_.config.hidden_size, V = m_.config.vocab_size;
+    if (head.format == DenseFormat::I8R && !reference_numerics_) {
+        // The int8 head quantises its input rows like a BitLinear input: one more rounding
+        // of the logits (docs/NUMERICS.md) in exchange for integer dot products.
+        int8_t* xq = arena_.allocate_array<int8_t>(static_cast<size_t>(R) * H);
+        float* x_scale = arena_.allocate_array<float>(static_cast<size_t>(R));
+        for (int r = 0; r < R; ++r) {
+            int32_t sum = 0;
+            const float* x = normed + static_cast<size_t>(r) * H;
+            x_scale[r] = 1.f / k_.quantize_row_i8(x, H, H, xq + static_cast<size_t>(r) * H, &sum);
+        }
+        pool_.parallel_for(V, 64, [&](int64_t v0, int64_t v1) {
+            k_.int8_gemm_i8r(static_cast<const int8_t*>(head.data), head.row_scale, H,
+                             static_cast<int>(v0), static_cast<int>(v1), xq, x_scale, R, H, logits,
+                             V);
+        });
+        return;
+    }
+    pool_.parallel_for(V, 64, [&](int64_t v0, int64_t v1) {
+        const int r0 = static_cast<int>(v0), r1 = static_cast<int>(v1);
+        switch (head.format) {
+            case DenseFormat::F32:
+                return k_.dense_gemm_f32(static_cast<const float*>(head.data), H, r0, r1, normed, R,
+                                         H, logits, V);
+            case DenseFormat::BF16:
+                return k_.dense_gemm_bf16(static_cast<const uint16_t*>(head.data), H, r0, r1,
+                                          normed, R, H, logits, V);
+            case DenseFormat::F16:
+                return k_.dense_gemm_f16(static_cast<const uint16_t*>(head.data), H, r0, r1, normed,
+                                         R, H, logits, V);
+            case DenseFormat::Q8_0:
+                return k_.dense_gemm_q8_0(static_cast<const uint8_t*>(head.data), H, r0, r1, normed,
+                                          R, H, logits, V);
+            case DenseFormat::I8R:
+                return k_.dense_gemm_i8r(static_cast<const int8_t*>(head.data), head.row_scale, H,
+                                         r0, r1, normed, R, H, logits, V);
+        }
+    });
+}
+
 void ForwardPass::run(std::span<ForwardItem> items) {
     validate(items);
     const ModelConfig& c = m_.config;
@@ -364,17 +406,8 @@ void ForwardPass::run(std::span<ForwardItem> items) {
     });
     if (any_hidden) capture(L, normed);
 
-    const DenseMatrix& head = m_.weights.lm_head();
     float* logits = arena_.allocate_array<float>(static_cast<size_t>(R) * V);
-    pool_.parallel_for(V, 64, [&](int64_t v0, int64_t v1) {
-        if (head.dtype == DType::BF16) {
-            k_.dense_gemm_bf16(static_cast<const uint16_t*>(head.data), H, static_cast<int>(v0),
-                               static_cast<int>(v1), normed, R, H, logits, V);
-        } else {
-            k_.dense_gemm_f32(static_cast<const float*>(head.data), H, static_cast<int>(v0),
-                              static_cast<int>(v1), normed, R, H, logits, V);
-        }
-    });
+    lm_head(normed, R, logits);
     {
         int r = 0;
         for (const ForwardItem& it : items) {

@@ -44,6 +44,10 @@ class ForwardPass {
     // feed recorded hidden states into one layer (teacher forcing).
     void run_layers(std::span<ForwardItem> items, float* h, int first, int last);
 
+    // logits [R][vocab] of the final-normed rows `normed` [R][hidden] (public so tests can
+    // measure the head's precision alone, on recorded hidden states).
+    void lm_head(const float* normed, int R, float* logits);
+
   private:
     struct Batch;
     void validate(std::span<ForwardItem> items) const;

@@ -111,7 +111,7 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
     m.rows = rows;
     m.cols = cols;
     if (t.dtype == StDType::BF16 || t.dtype == StDType::F32) {
-        m.dtype = t.dtype == StDType::BF16 ? DType::BF16 : DType::F32;
+        m.format = t.dtype == StDType::BF16 ? DenseFormat::BF16 : DenseFormat::F32;
         const size_t elem = st_dtype_size(t.dtype);
         const std::string kind = t.dtype == StDType::BF16 ? "bf16" : "f32";
         if (reinterpret_cast<uintptr_t>(t.data) % elem == 0) {
@@ -125,12 +125,16 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
             record(t, kind + " (copied to align)", t.nbytes);
         }
     } else if (t.dtype == StDType::F16) {
-        m.owned = AlignedBuffer<uint8_t>(static_cast<size_t>(rows) * cols * sizeof(float), false);
-        float* dst = reinterpret_cast<float*>(m.owned.data());
-        for (size_t i = 0; i < static_cast<size_t>(rows) * cols; ++i) dst[i] = to_f32(t, i);
-        m.dtype = DType::F32;
-        m.data = m.owned.data();
-        record(t, "f32 (converted)", m.owned.bytes());
+        m.format = DenseFormat::F16;
+        if (reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
+            m.data = t.data;
+            record(t, "f16 (mapped)", t.nbytes, t.nbytes);
+        } else {
+            m.owned = AlignedBuffer<uint8_t>(t.nbytes, false);
+            std::memcpy(m.owned.data(), t.data, t.nbytes);
+            m.data = m.owned.data();
+            record(t, "f16 (copied to align)", t.nbytes);
+        }
     } else {
         wrong(ckpt_, t,
               "has dtype " + std::string(st_dtype_name(t.dtype)) + ", expected BF16, F16 or F32");

@@ -1,5 +1,7 @@
 #include "bitnet/model.h"
 
+#include "model/format/gguf.h"
+#include "model/gguf_loader.h"
 #include "model/model_impl.h"
 
 namespace bitnet {
@@ -14,10 +16,19 @@ const ModelInfo& Model::info() const noexcept {
     return impl_->info;
 }
 
+std::shared_ptr<const Model> make_model(std::unique_ptr<Model::Impl> impl) {
+    return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
     if (options.device == Device::CUDA) {
         throw Error(ErrorCode::UnsupportedFormat,
                     "this build has no CUDA backend; load with Device::CPU or Device::Auto");
+    }
+    // GGUF is recognised by its magic, whatever the file is called; anything else is a Hugging
+    // Face checkpoint (directory, .safetensors or index).
+    if (gguf::is_gguf_file(path)) {
+        return std::shared_ptr<const Model>(new Model(load_gguf_model(path)));
     }
     return std::shared_ptr<const Model>(new Model(load_hf_checkpoint(path)));
 }

@@ -16,6 +16,9 @@ struct Model::Impl {
     std::shared_ptr<const void> file_owner;  // keeps mapped weight files alive
 };
 
+// Wraps weights built in memory (not loaded from a file) as a Model.
+std::shared_ptr<const Model> make_model(std::unique_ptr<Model::Impl> impl);
+
 // Loads a Hugging Face checkpoint (directory, .safetensors or index) into kernel layout.
 std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path);
 

@@ -3,6 +3,7 @@
 // from the file mapping when their dtype allows.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,15 +25,46 @@ struct BitLinearWeight {
     int in_features() const { return view.cols; }
 };
 
-// A full-precision matrix [rows, cols], f32 or bf16; either mapped from the file or owned.
+// Storage formats of the embedding / lm_head matrix [rows, cols]. Every format is row-major and
+// byte-compatible with its GGUF tensor type, so a mapped file is used without a copy.
+enum class DenseFormat : uint8_t {
+    F32,   // float32
+    BF16,  // bfloat16
+    F16,   // IEEE half (GGUF's usual token_embd type)
+    Q8_0,  // ggml Q8_0: per row cols / 32 blocks of {f16 d, int8 q[32]} (34 bytes); w = d * q
+    I8R,   // int8 [rows][cols], zero bytes up to a multiple of 4, then float32 scale[rows];
+           // w = scale[row] * q (the engine's compact head, GGUF type BITNET_I8R)
+};
+const char* dense_format_name(DenseFormat format) noexcept;
+// Bytes of a [rows, cols] matrix in `format` (as GGUF stores it). Q8_0 needs cols % 32 == 0.
+size_t dense_format_bytes(DenseFormat format, int rows, int cols) noexcept;
+
+// A dense matrix [rows, cols] in one of the DenseFormats; either mapped from a file or owned.
 struct DenseMatrix {
-    DType dtype = DType::F32;
-    const void* data = nullptr;
+    DenseFormat format = DenseFormat::F32;
+    const void* data = nullptr;        // the format's bytes (I8R: the int8 rows)
+    const float* row_scale = nullptr;  // I8R only: [rows]
     int rows = 0;
     int cols = 0;
     AlignedBuffer<uint8_t> owned;  // set when the file's bytes had to be converted or aligned
+
+    // Points data (and row_scale) into `bytes` of `size` bytes, laid out as the format says;
+    // format, rows and cols must be set. Throws bitnet::Error (ShapeMismatch) naming the format
+    // and shape when size is not dense_format_bytes() or Q8_0 cols is not a multiple of 32.
+    void bind(const void* bytes, size_t size);
+    // Row `row` as float32 (the embedding lookup); out holds cols floats.
     void row_to_f32(int row, float* out) const;
+    size_t bytes() const noexcept { return dense_format_bytes(format, rows, cols); }
 };
+
+// Converts `src` to `format` in an owned buffer: exact for F32 and the widening conversions,
+// round-to-nearest-even for F16/BF16, and for Q8_0 / I8R symmetric absmax quantisation
+// (Q8_0 as ggml: d = max|x| / 127 per block of 32, stored as f16; I8R: scale = max|x| / 127
+// per row, q = round(x / scale) in [-127, 127]).
+DenseMatrix convert_dense(const DenseMatrix& src, DenseFormat format);
+
+// The same weights in `layout`, in an owned buffer (for conversion and synthetic models).
+BitLinearWeight repack_ternary(const BitLinearWeight& w, cpu::TernaryLayout layout);
 
 struct LayerWeights {
     std::vector<float> attn_norm;      // [hidden] input_layernorm

@@ -75,6 +75,10 @@ InferenceEngine::Impl::Impl(const EngineOptions& o) : options(o), arena(o.memory
     kernels = &cpu::kernels(isa);
     options.threads = o.threads == 0 ? available_cores() : o.threads;
     pool = std::make_unique<ThreadPool>(options.threads);
+    if (!options.model_cache) options.model_cache = ModelCache::global();
+    if (options.model_cache_budget_bytes) {
+        options.model_cache->set_budget(*options.model_cache_budget_bytes);
+    }
 }
 
 Session::Impl::Impl(std::shared_ptr<const Model> m, int capacity, cpu::KvType type,
@@ -142,7 +146,11 @@ MemoryStats InferenceEngine::memory_stats() const {
 }
 
 std::shared_ptr<const Model> InferenceEngine::load_model(const std::string& path) const {
-    return Model::load(path, LoadOptions{impl_->options.device});
+    return impl_->options.model_cache->get(path, LoadOptions{impl_->options.device});
+}
+
+ModelCache& InferenceEngine::model_cache() const noexcept {
+    return *impl_->options.model_cache;
 }
 
 std::unique_ptr<Session> InferenceEngine::create_session(std::shared_ptr<const Model> model,

@@ -1,5 +1,6 @@
 #include "tokenizer/bpe_model.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -7,27 +8,50 @@
 
 namespace bitnet::tok {
 
-void MergeTable::build(const std::vector<std::array<int32_t, 3>>& merges) {
+void MergeTable::build(const std::vector<std::array<int32_t, 3>>& merges,
+                       const std::vector<int32_t>& ranks) {
     size_t cap = 16;
     while (cap < merges.size() * 2) cap <<= 1;
     slots_.assign(cap, Entry{});
     mask_ = cap - 1;
     count_ = 0;
-    for (size_t rank = 0; rank < merges.size(); ++rank) {
-        const uint64_t key = pack(merges[rank][0], merges[rank][1]);
+    for (size_t n = 0; n < merges.size(); ++n) {
+        const int32_t rank = ranks.empty() ? static_cast<int32_t>(n) : ranks[n];
+        const uint64_t key = pack(merges[n][0], merges[n][1]);
         size_t i = mix(key) & mask_;
         while (slots_[i].key != kEmpty && slots_[i].key != key) i = (i + 1) & mask_;
-        // A pair listed twice keeps its first (best) rank, as a rank-ordered insert would.
-        if (slots_[i].key == key) continue;
-        slots_[i] = Entry{key, static_cast<int32_t>(rank), merges[rank][2]};
+        // A pair listed twice keeps its best rank, as a rank-ordered insert would.
+        if (slots_[i].key == key) {
+            if (rank < slots_[i].rank) slots_[i] = Entry{key, rank, merges[n][2]};
+            continue;
+        }
+        slots_[i] = Entry{key, rank, merges[n][2]};
         ++count_;
     }
 }
 
+std::vector<std::array<int32_t, 3>> MergeTable::by_rank() const {
+    std::vector<const Entry*> entries;
+    entries.reserve(count_);
+    for (const Entry& e : slots_) {
+        if (e.key != kEmpty) entries.push_back(&e);
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry* a, const Entry* b) { return a->rank < b->rank; });
+    std::vector<std::array<int32_t, 3>> out;
+    out.reserve(entries.size());
+    for (const Entry* e : entries) {
+        out.push_back({static_cast<int32_t>(e->key >> 32),
+                       static_cast<int32_t>(e->key & 0xFFFFFFFFu), e->merged});
+    }
+    return out;
+}
+
 BpeModel::BpeModel(std::vector<std::string> pieces, StringMap<int32_t> ids,
-                   const std::vector<std::array<int32_t, 3>>& merges, BpeOptions options)
+                   const std::vector<std::array<int32_t, 3>>& merges, BpeOptions options,
+                   const std::vector<int32_t>& ranks)
     : pieces_(std::move(pieces)), ids_(std::move(ids)), options_(options) {
-    merges_.build(merges);
+    merges_.build(merges, ranks);
     const ByteLevelTable& table = byte_level_table();
     for (int b = 0; b < 256; ++b) {
         byte_level_ids_[b] = find(table.byte_to_utf8[b]).value_or(-1);

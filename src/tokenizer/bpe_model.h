@@ -37,7 +37,10 @@ class MergeTable {
         int32_t rank = 0;
         int32_t merged = 0;
     };
-    void build(const std::vector<std::array<int32_t, 3>>& merges);  // {left, right, merged}
+    // {left, right, merged}; the rank of merges[i] is ranks[i], or i when `ranks` is empty
+    // (equal ranks are merged leftmost first).
+    void build(const std::vector<std::array<int32_t, 3>>& merges,
+               const std::vector<int32_t>& ranks = {});
     const Entry* find(int32_t left, int32_t right) const {
         const uint64_t key = pack(left, right);
         for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
@@ -47,6 +50,8 @@ class MergeTable {
         }
     }
     size_t size() const { return count_; }
+    // Every {left, right, merged}, best rank first (ties in no particular order).
+    std::vector<std::array<int32_t, 3>> by_rank() const;
 
   private:
     static constexpr uint64_t kEmpty = ~uint64_t{0};
@@ -74,15 +79,20 @@ struct BpeOptions {
 class BpeModel {
   public:
     // `pieces[id]` is the token string of `id` (empty for ids the vocab does not use);
-    // `merges` are {left, right, merged} in rank order.
+    // `merges` are {left, right, merged} in rank order, or ranked by `ranks` when given
+    // (see MergeTable::build).
     BpeModel(std::vector<std::string> pieces, StringMap<int32_t> ids,
-             const std::vector<std::array<int32_t, 3>>& merges, BpeOptions options);
+             const std::vector<std::array<int32_t, 3>>& merges, BpeOptions options,
+             const std::vector<int32_t>& ranks = {});
 
     // Appends the ids of one pre-token. With `byte_level`, `word` holds raw bytes and each byte
     // starts as the vocab entry of its GPT-2 byte-to-unicode character.
     void tokenize(std::string_view word, bool byte_level, std::vector<int32_t>& out) const;
 
     const std::vector<std::string>& pieces() const { return pieces_; }
+    const BpeOptions& options() const { return options_; }
+    // The merges, best rank first (for writing the vocabulary to another format).
+    std::vector<std::array<int32_t, 3>> merges() const { return merges_.by_rank(); }
     std::optional<int32_t> find(std::string_view piece) const {
         const auto it = ids_.find(piece);
         return it == ids_.end() ? std::nullopt : std::optional<int32_t>(it->second);

@@ -48,6 +48,8 @@ class HfTokenizer final : public Tokenizer {
     std::optional<int32_t> eos_id() const override { return p_.eos; }
     std::vector<int32_t> stop_ids() const override { return p_.stop; }
     const std::string& chat_template() const override { return p_.chat_template; }
+    // The components, for writing this vocabulary to another format (GGUF).
+    const TokenizerParts& parts() const { return p_; }
 
   private:
     TokenizerParts p_;

@@ -34,6 +34,8 @@ struct PreTokenizerStep {
 
 // The pattern ByteLevel(use_regex: true) splits with (GPT-2's).
 extern const char* const kGpt2SplitPattern;
+// Llama-3's Split pattern (its tokenizer.json; GGUF's tokenizer.ggml.pre "llama-bpe").
+extern const char* const kLlama3SplitPattern;
 
 class PreTokenizer {
   public:

@@ -59,7 +59,8 @@ std::string translate_whitespace_classes(std::string_view p) {
     return out;
 }
 
-Regex::Regex(std::string_view pattern, bool literal, const std::string& where) {
+Regex::Regex(std::string_view pattern, bool literal, const std::string& where)
+    : pattern_(pattern), literal_(literal) {
     int err = 0;
     PCRE2_SIZE offset = 0;
     const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);

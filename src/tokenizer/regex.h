@@ -24,7 +24,13 @@ class Regex {
     // [begin, end) byte offsets appended to `out`.
     void find_all(std::string_view text, std::vector<std::pair<size_t, size_t>>& out) const;
 
+    // The pattern as given (before the whitespace-class rewrite), and whether it is literal.
+    const std::string& pattern() const { return pattern_; }
+    bool literal() const { return literal_; }
+
   private:
+    std::string pattern_;
+    bool literal_ = false;
     void* code_ = nullptr;  // pcre2_code_8*, kept opaque so that pcre2.h stays in regex.cpp
 };
 

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
     bitnet::cli::add_tokenize_command(app);
     bitnet::cli::add_generate_command(app);
     bitnet::cli::add_chat_command(app);
+    bitnet::cli::add_bench_command(app);
+    bitnet::cli::add_perplexity_command(app);
+    bitnet::cli::add_convert_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

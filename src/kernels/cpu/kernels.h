@@ -13,27 +13,51 @@ namespace bitnet::cpu {
 enum class Isa : int { Scalar = 0, AVX2 = 1, AVX512 = 2, AVX512VNNI = 3 };
 inline constexpr int kIsaCount = 4;
 
-// Packed ternary layout used by every CPU kernel.
-// A [rows, cols] ternary matrix is padded to cols_padded = round_up(cols, kTernaryBlock) with
-// zero weights and stored row-major as rows x (cols_padded / 4) bytes. Within a row, each block
-// of kTernaryBlock = 256 weights takes 64 bytes: byte j of the block holds the weights at
-// k = j, j + 64, j + 128, j + 192 in bit pairs 0-1, 2-3, 4-5, 6-7. A 2-bit code c means the
-// weight c - 1 (0 -> -1, 1 -> 0, 2 -> +1). Shifting a 64-byte block right by 2s and masking
-// with 3 yields 64 consecutive codes, which is what one 512-bit (or two 256-bit) multiply-add
-// consumes without any shuffle.
-inline constexpr int kTernaryBlock = 256;
+// Packed ternary layouts. A [rows, cols] ternary matrix is padded with zero weights to
+// cols_padded = round_up(cols, block) and stored row-major, row_bytes() bytes a row; every
+// block of a row takes 64 bytes, whose byte j holds the weights at k = j + 64 i of the block.
+//
+// Bits2 (block 256, 2 bits a weight): bit pair i of byte j (bits 2i, 2i+1) holds the code
+// c = w + 1 (0 -> -1, 1 -> 0, 2 -> +1) of k = j + 64 i, i = 0..3. Shifting a 64-byte block right
+// by 2i and masking with 3 yields 64 consecutive codes, which is what one 512-bit (or two
+// 256-bit) multiply-add consumes without any shuffle.
+//
+// Trits5 (block 320, 1.6 bits a weight): byte j holds the codes c_i = w + 1 of k = j + 64 i,
+// i = 0..4, as n = sum_i c_i 3^(4-i) scaled into a byte, b = ceil(n * 256 / 243). With
+// m_0 = b and m_{i+1} = 3 m_i mod 256 (bytewise), c_i = floor(3 m_i / 256): the code is the
+// carry of a bytewise multiplication by 3, so 64 codes decode with byte additions and need no
+// table. Every byte decodes to codes in 0..2; the 243 values b(n) are the canonical ones.
+enum class TernaryLayout : uint8_t { Bits2 = 0, Trits5 = 1 };
+
+inline constexpr int kTernaryBlock = 256;  // Bits2
 inline constexpr int kTernaryBlockBytes = kTernaryBlock / 4;
+inline constexpr int kTernary5Block = 320;  // Trits5
+inline constexpr int kTernary5BlockBytes = 64;
 
 inline constexpr int round_up(int n, int multiple) {
     return (n + multiple - 1) / multiple * multiple;
 }
 
+inline constexpr int ternary_block(TernaryLayout layout) {
+    return layout == TernaryLayout::Bits2 ? kTernaryBlock : kTernary5Block;
+}
+
+// Activation rows padded to this many values serve a matrix of `cols` columns in any layout.
+inline constexpr int ternary_activation_stride(int cols) {
+    return round_up(cols, kTernaryBlock) > round_up(cols, kTernary5Block)
+               ? round_up(cols, kTernaryBlock)
+               : round_up(cols, kTernary5Block);
+}
+
 struct TernaryMatrixView {
-    const uint8_t* data = nullptr;  // rows * cols_padded / 4 bytes, 64-byte aligned
+    const uint8_t* data = nullptr;  // rows * row_bytes() bytes, 64-byte aligned
     int rows = 0;
     int cols = 0;
-    int cols_padded = 0;
-    size_t row_bytes() const { return static_cast<size_t>(cols_padded) / 4; }
+    int cols_padded = 0;  // round_up(cols, ternary_block(layout))
+    TernaryLayout layout = TernaryLayout::Bits2;
+    size_t row_bytes() const {
+        return static_cast<size_t>(cols_padded) / (layout == TernaryLayout::Bits2 ? 4 : 5);
+    }
 };
 
 // Per-token int8 activations: row m holds cols_padded int8 values (zero padded past cols).
@@ -42,7 +66,7 @@ struct QuantizedActivations {
     const int32_t* row_sum = nullptr;  // sum of row m's int8 values (for the code - 1 trick)
     const float* out_scale = nullptr;  // per row: alpha / s_x, applied to the int32 dot product
     int rows = 0;
-    int stride = 0;  // elements between rows; >= cols_padded of the matrix
+    int stride = 0;  // elements between rows; >= cols_padded of the matrix, zero past cols
 };
 
 enum class KvType : int { F32 = 0, F16 = 1, BF16 = 2 };
@@ -82,6 +106,24 @@ struct KernelTable {
                            int ldx, float* y, int ldy);
     void (*dense_gemm_bf16)(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
                             int ldx, float* y, int ldy);
+    // The same over the other head formats (DenseFormat in model/weights.h): IEEE f16 weights;
+    // ggml Q8_0 (k % 32 == 0, row r at w + r * (k / 32) * 34: blocks of f16 d, int8 q[32],
+    // weight d * q); I8R int8 rows [rows, k] scaled once per row after the sum:
+    //   y[m * ldy + r] = row_scale[r] * sum_k x[m * ldx + k] * q[r][k].
+    void (*dense_gemm_f16)(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                           int ldx, float* y, int ldy);
+    void (*dense_gemm_q8_0)(const uint8_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                            int ldx, float* y, int ldy);
+    void (*dense_gemm_i8r)(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                           const float* x, int m, int ldx, float* y, int ldy);
+    // The I8R head on int8 activations, which quantises the head's input (one scale per row,
+    // as the BitLinears do) in exchange for integer dot products. Row m of xq (at xq + m * ldx)
+    // holds k values from quantize_row_i8, so within [-127, 127]; x_scale[m] = 1 / s_x. Then
+    //   y[m * ldy + r] = (float(sum_k xq[m][k] * q[r][k]) * row_scale[r]) * x_scale[m],
+    // with the int32 sum exact (k < 65536), so every level gives bit-identical y.
+    void (*int8_gemm_i8r)(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                          const int8_t* xq, const float* x_scale, int m, int ldx, float* y,
+                          int ldy);
 
     // out = w * x / sqrt(mean(x^2) + eps); out may alias x.
     void (*rms_norm)(const float* x, const float* w, int n, float eps, float* out);

@@ -240,8 +240,82 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     }
 }
 
+// Trits5: for the 32-byte half h of a 64-byte block, with m_0 = the half and m_{i+1} = 3 m_i
+// (bytewise, mod 256), the codes of k = 64i + 32h .. 64i + 32h + 31 are
+// c_i = floor(3 m_i / 256) = (m_i >= 86) + (m_i >= 171). AVX2 compares only signed bytes, so
+// the recurrence runs on m ^ 0x80 (which obeys the same recurrence: 3 * 128 = 128 mod 256),
+// where the tests are > -43 and > 42; their sum of -1 masks is -c_i. Five vpmaddubsw lanes
+// (each within +-512) fit in 16 bits.
+template <int RT, int MT>
+inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
+                          float* y, int ldy) {
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
+    const int n_blocks = w.cols_padded / kTernary5Block;
+    const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
+    const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    const __m256i t1 = _mm256_set1_epi8(-43);
+    const __m256i t2 = _mm256_set1_epi8(42);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
+
+    for (int b = 0; b < n_blocks; ++b) {
+        __m256i acc16[RT * MT];
+        for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            __m256i mv[RT];
+            for (int i = 0; i < RT; ++i) {
+                mv[i] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                             wp + i * row_bytes + b * 64 + h * 32)),
+                                         bias);
+            }
+            for (int s = 0; s < 5; ++s) {
+                __m256i xv[MT];
+                for (int j = 0; j < MT; ++j) {
+                    xv[j] = _mm256_loadu_si256(
+                        reinterpret_cast<const __m256i*>(xp + static_cast<size_t>(j) * x.stride +
+                                                         b * kTernary5Block + s * 64 + h * 32));
+                }
+                for (int i = 0; i < RT; ++i) {
+                    const __m256i c = _mm256_abs_epi8(_mm256_add_epi8(
+                        _mm256_cmpgt_epi8(mv[i], t1), _mm256_cmpgt_epi8(mv[i], t2)));
+                    mv[i] = _mm256_add_epi8(mv[i], _mm256_add_epi8(mv[i], mv[i]));
+                    for (int j = 0; j < MT; ++j) {
+                        acc16[i * MT + j] =
+                            _mm256_add_epi16(acc16[i * MT + j], _mm256_maddubs_epi16(c, xv[j]));
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < RT * MT; ++i) {
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
+        }
+    }
+
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+    }
+}
+
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
+    if (w.layout == TernaryLayout::Trits5) {
+        auto tile = [&](auto rt, auto mt, int r, int m) {
+            ternary5_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
+        };
+        if (x.rows == 1) {
+            for_tiles<kTernaryGemvRows, 1>(r_begin, r_end, 1, tile);
+        } else {
+            for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
+        }
+        return;
+    }
     auto tile = [&](auto rt, auto mt, int r, int m) {
         ternary_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
     };
@@ -258,31 +332,58 @@ inline __m256 bf16x8_to_ps(__m128i h) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-inline __m256 load_w(const float* p) {
-    return _mm256_loadu_ps(p);
-}
-inline __m256 load_w(const uint16_t* p) {
-    return bf16x8_to_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-inline __m256 load_w_tail(const float* p, int n) {
-    return load_tail_ps(p, n);
-}
-inline __m256 load_w_tail(const uint16_t* p, int n) {
-    return bf16x8_to_ps(load_tail_u16(p, n));
+// n < 8 int8 values, zero-filled.
+inline __m128i load_tail_i8(const int8_t* p, int n) {
+    alignas(16) int8_t buf[16] = {};
+    memcpy(buf, p, static_cast<size_t>(n));
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(buf));
 }
 
+// Weight loaders: 8 weights of one format at element offset i as floats (load) or the first
+// n < 8 of them, the rest zero (load_tail).
+struct F32Weights {
+    const float* w;
+    __m256 load(size_t i) const { return _mm256_loadu_ps(w + i); }
+    __m256 load_tail(size_t i, int n) const { return load_tail_ps(w + i, n); }
+};
+struct Bf16Weights {
+    const uint16_t* w;
+    __m256 load(size_t i) const {
+        return bf16x8_to_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    }
+    __m256 load_tail(size_t i, int n) const { return bf16x8_to_ps(load_tail_u16(w + i, n)); }
+};
+struct F16Weights {
+    const uint16_t* w;
+    __m256 load(size_t i) const {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    }
+    __m256 load_tail(size_t i, int n) const { return _mm256_cvtph_ps(load_tail_u16(w + i, n)); }
+};
+struct I8Weights {
+    const int8_t* w;
+    __m256 load(size_t i) const {
+        return _mm256_cvtepi32_ps(
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + i))));
+    }
+    __m256 load_tail(size_t i, int n) const {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load_tail_i8(w + i, n)));
+    }
+};
+
+// y = sum_k x * w for an RT x MT tile, times row_scale[r] when it is given.
 template <int RT, int MT, typename W>
-inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx, float* y,
-                       int ldy) {
+inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
+                       const float* row_scale, float* y, int ldy) {
     __m256 acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_ps();
-    const W* wr = w + static_cast<size_t>(r) * k;
+    const size_t row0 = static_cast<size_t>(r) * k;
     const float* xm = x + static_cast<size_t>(m) * ldx;
     auto step = [&](int kk, auto load_x, auto load_wv) {
         __m256 xv[MT];
         for (int j = 0; j < MT; ++j) xv[j] = load_x(xm + static_cast<size_t>(j) * ldx + kk);
         for (int i = 0; i < RT; ++i) {
-            const __m256 wv = load_wv(wr + static_cast<size_t>(i) * k + kk);
+            const __m256 wv = load_wv(row0 + static_cast<size_t>(i) * k + kk);
             for (int j = 0; j < MT; ++j)
                 acc[i * MT + j] = _mm256_fmadd_ps(wv, xv[j], acc[i * MT + j]);
         }
@@ -291,13 +392,85 @@ inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx,
     for (; kk + 8 <= k; kk += 8) {
         step(
             kk, [](const float* p) { return _mm256_loadu_ps(p); },
-            [](const W* p) { return load_w(p); });
+            [&w](size_t i) { return w.load(i); });
     }
     if (kk < k) {
         const int n = k - kk;
         step(
             kk, [n](const float* p) { return load_tail_ps(p, n); },
-            [n](const W* p) { return load_w_tail(p, n); });
+            [&w, n](size_t i) { return w.load_tail(i, n); });
+    }
+    float sums[RT * MT];
+    reduce_all<RT * MT>(acc, sums);
+    for (int j = 0; j < MT; ++j) {
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i)
+            yr[i] = row_scale != nullptr ? sums[i * MT + j] * row_scale[r + i] : sums[i * MT + j];
+    }
+}
+
+template <typename W>
+void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                const float* row_scale, float* y, int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, row_scale, y,
+                                                             ldy);
+    };
+    for_tiles<4, 2>(r_begin, r_end, m, tile);
+}
+
+void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                    float* y, int ldy) {
+    dense_gemm(F32Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
+}
+
+void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
+    dense_gemm(Bf16Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
+}
+
+void dense_gemm_f16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                    int ldx, float* y, int ldy) {
+    dense_gemm(F16Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
+}
+
+void dense_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                    const float* x, int m, int ldx, float* y, int ldy) {
+    dense_gemm(I8Weights{w}, k, r_begin, r_end, x, m, ldx, row_scale, y, ldy);
+}
+
+// Q8_0: per 32-weight block, the dot product of x with the int8 values, then times the block's
+// scale d into the accumulator (one multiply per block instead of one per weight).
+constexpr int kQ8Block = 32;
+constexpr size_t kQ8BlockBytes = 34;
+
+template <int RT, int MT>
+inline void q8_0_tile(const uint8_t* w, int k, int r, const float* x, int m, int ldx, float* y,
+                      int ldy) {
+    const size_t row_bytes = static_cast<size_t>(k) / kQ8Block * kQ8BlockBytes;
+    const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
+    const float* xm = x + static_cast<size_t>(m) * ldx;
+    __m256 acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_ps();
+    for (int b = 0; b < k / kQ8Block; ++b) {
+        for (int i = 0; i < RT; ++i) {
+            const uint8_t* block = wr + static_cast<size_t>(i) * row_bytes + b * kQ8BlockBytes;
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(
+                static_cast<unsigned short>(static_cast<uint16_t>(block[0] | (block[1] << 8)))));
+            __m256 q[4];
+            for (int part = 0; part < 4; ++part) {
+                q[part] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * part))));
+            }
+            for (int j = 0; j < MT; ++j) {
+                const float* xb = xm + static_cast<size_t>(j) * ldx + b * kQ8Block;
+                __m256 t = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+                t = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), t);
+                t = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), t);
+                t = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), t);
+                acc[i * MT + j] = _mm256_fmadd_ps(t, d, acc[i * MT + j]);
+            }
+        }
     }
     float sums[RT * MT];
     reduce_all<RT * MT>(acc, sums);
@@ -307,23 +480,65 @@ inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx,
     }
 }
 
-template <typename W>
-void dense_gemm(const W* w, int k, int r_begin, int r_end, const float* x, int m, int ldx, float* y,
-                int ldy) {
+void dense_gemm_q8_0(const uint8_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
     auto tile = [&](auto rt, auto mt, int r, int m0) {
-        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
+        q8_0_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
     };
     for_tiles<4, 2>(r_begin, r_end, m, tile);
 }
 
-void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
-                    float* y, int ldy) {
-    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+// I8R on int8 activations: vpmaddubsw takes |w| (unsigned, 128 included) and x with w's sign
+// (vpsignb), whose pair sums stay within 16 bits because |x| <= 127.
+inline __m256i load32_i8(const int8_t* p, int n) {
+    if (n >= 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    alignas(32) int8_t buf[32] = {};
+    memcpy(buf, p, static_cast<size_t>(n));
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
 }
 
-void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
-                     int ldx, float* y, int ldy) {
-    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+template <int RT, int MT>
+inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, const int8_t* xq,
+                     const float* x_scale, int m, int ldx, float* y, int ldy) {
+    const int8_t* wr = w + static_cast<size_t>(r) * k;
+    const int8_t* xm = xq + static_cast<size_t>(m) * ldx;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
+    for (int kk = 0; kk < k; kk += 32) {
+        const int n = k - kk;
+        __m256i xv[MT];
+        for (int j = 0; j < MT; ++j) xv[j] = load32_i8(xm + static_cast<size_t>(j) * ldx + kk, n);
+        for (int i = 0; i < RT; ++i) {
+            const __m256i wv = load32_i8(wr + static_cast<size_t>(i) * k + kk, n);
+            const __m256i wabs = _mm256_abs_epi8(wv);
+            for (int j = 0; j < MT; ++j) {
+                const __m256i xs = _mm256_sign_epi8(xv[j], wv);
+                acc[i * MT + j] = _mm256_add_epi32(
+                    acc[i * MT + j], _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, xs), ones16));
+            }
+        }
+    }
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i)
+            yr[i] = (static_cast<float>(dots[i * MT + j]) * row_scale[r + i]) * x_scale[m + j];
+    }
+}
+
+void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                   const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        i8r_tile<decltype(rt)::value, decltype(mt)::value>(w, row_scale, k, r, xq, x_scale, m0, ldx,
+                                                           y, ldy);
+    };
+    if (m == 1) {
+        for_tiles<4, 1>(r_begin, r_end, 1, tile);
+    } else {
+        for_tiles<2, 4>(r_begin, r_end, m, tile);
+    }
 }
 
 // ---- element-wise kernels -------------------------------------------------------------------
@@ -537,8 +752,22 @@ void attention_head(const AttentionHeadArgs& a) {
 
 const KernelTable* avx2_kernels() {
     static const KernelTable table{
-        Isa::AVX2, "avx2", quantize_row_i8, ternary_gemm, dense_gemm_f32, dense_gemm_bf16,
-        rms_norm,  rope,   softmax,         relu2_mul,    silu_mul,       attention_head,
+        .isa = Isa::AVX2,
+        .name = "avx2",
+        .quantize_row_i8 = quantize_row_i8,
+        .ternary_gemm = ternary_gemm,
+        .dense_gemm_f32 = dense_gemm_f32,
+        .dense_gemm_bf16 = dense_gemm_bf16,
+        .dense_gemm_f16 = dense_gemm_f16,
+        .dense_gemm_q8_0 = dense_gemm_q8_0,
+        .dense_gemm_i8r = dense_gemm_i8r,
+        .int8_gemm_i8r = int8_gemm_i8r,
+        .rms_norm = rms_norm,
+        .rope = rope,
+        .softmax = softmax,
+        .relu2_mul = relu2_mul,
+        .silu_mul = silu_mul,
+        .attention_head = attention_head,
     };
     return &table;
 }

@@ -209,8 +209,111 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     }
 }
 
+// Trits5: a 64-byte block holds 320 codes; with m_0 = the block and m_{i+1} = 3 m_i (bytewise,
+// mod 256), the codes of k = 64i .. 64i + 63 are c_i = floor(3 m_i / 256), to be paired with the
+// i-th 64-byte load of activations.
+//
+// VNNI: 3 m_i - m_{i+1} = 256 c_i, so sum(x c_i) = (3 sum(x m_i) - sum(x m_{i+1})) / 256: two
+// vpdpbusd of bytes the recurrence makes anyway, and no code extraction at all. Every lane's
+// partial sums are whole multiples of 256 (each byte's term is), so the division is an exact
+// shift per lane; lanes stay below 2^31 for rows up to about 350,000 weights.
+// Without VNNI: c_i = (m_i >= 86) + (m_i >= 171), fed to vpmaddubsw as in the Bits2 kernel; five
+// vpmaddubsw lanes (each within +-512) fit in 16 bits.
+#if BITNET_VNNI
+constexpr int kTernary5Rows = 4;  // 2 x 4 x 2 accumulators + 4 weight + 2 activation registers
+constexpr int kTernary5Cols = 2;
+#else
+constexpr int kTernary5Rows = 4;
+constexpr int kTernary5Cols = 2;
+#endif
+constexpr int kTernary5GemvRows = 8;
+
+template <int RT, int MT>
+inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
+                          float* y, int ldy) {
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
+    const int n_blocks = w.cols_padded / kTernary5Block;
+    const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
+    const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
+#if BITNET_VNNI
+    __m512i acc_m[RT * MT], acc_next[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc_m[i] = acc_next[i] = _mm512_setzero_si512();
+#else
+    const __m512i one = _mm512_set1_epi8(1);
+    const __m512i two = _mm512_set1_epi8(2);
+    const __m512i t1 = _mm512_set1_epi8(86);
+    const __m512i t2 = _mm512_set1_epi8(static_cast<char>(171));
+    const __m512i ones16 = _mm512_set1_epi16(1);
+    __m512i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
+#endif
+    for (int b = 0; b < n_blocks; ++b) {
+        __m512i mv[RT];
+        for (int i = 0; i < RT; ++i) mv[i] = _mm512_loadu_si512(wp + i * row_bytes + b * 64);
+#if !BITNET_VNNI
+        __m512i acc16[RT * MT];
+        for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm512_setzero_si512();
+#endif
+        for (int s = 0; s < 5; ++s) {
+            __m512i xv[MT];
+            for (int j = 0; j < MT; ++j) {
+                xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride +
+                                           b * kTernary5Block + s * 64);
+            }
+            for (int i = 0; i < RT; ++i) {
+                const __m512i next = _mm512_add_epi8(mv[i], _mm512_add_epi8(mv[i], mv[i]));
+#if BITNET_VNNI
+                for (int j = 0; j < MT; ++j) {
+                    acc_m[i * MT + j] = _mm512_dpbusd_epi32(acc_m[i * MT + j], mv[i], xv[j]);
+                    acc_next[i * MT + j] = _mm512_dpbusd_epi32(acc_next[i * MT + j], next, xv[j]);
+                }
+#else
+                const __mmask64 ge1 = _mm512_cmpge_epu8_mask(mv[i], t1);
+                const __mmask64 ge2 = _mm512_cmpge_epu8_mask(mv[i], t2);
+                const __m512i c = _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(ge1, one), ge2, two);
+                for (int j = 0; j < MT; ++j) {
+                    acc16[i * MT + j] =
+                        _mm512_add_epi16(acc16[i * MT + j], _mm512_maddubs_epi16(c, xv[j]));
+                }
+#endif
+                mv[i] = next;
+            }
+        }
+#if !BITNET_VNNI
+        for (int i = 0; i < RT * MT; ++i)
+            acc[i] = _mm512_add_epi32(acc[i], _mm512_madd_epi16(acc16[i], ones16));
+#endif
+    }
+#if BITNET_VNNI
+    __m512i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) {
+        const __m512i three_m = _mm512_add_epi32(acc_m[i], _mm512_add_epi32(acc_m[i], acc_m[i]));
+        acc[i] = _mm512_srai_epi32(_mm512_sub_epi32(three_m, acc_next[i]), 8);
+    }
+#endif
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+    }
+}
+
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
+    if (w.layout == TernaryLayout::Trits5) {
+        auto tile = [&](auto rt, auto mt, int r, int m) {
+            ternary5_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
+        };
+        if (x.rows == 1) {
+            for_tiles<kTernary5GemvRows, 1>(r_begin, r_end, 1, tile);
+        } else {
+            for_tiles<kTernary5Rows, kTernary5Cols>(r_begin, r_end, x.rows, tile);
+        }
+        return;
+    }
     auto tile = [&](auto rt, auto mt, int r, int m) {
         ternary_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
     };
@@ -223,24 +326,41 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
 
 // ---- dense GEMM (lm_head) -------------------------------------------------------------------
 
-inline __m512 load_w(const float* p, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, p);
-}
-
 inline __m512 bf16x16_to_ps(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-inline __m512 load_w(const uint16_t* p, __mmask16 m) {
-    return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, p));
-}
+// Weight loaders: 16 weights of one format at element offset i as floats, lanes past the mask 0.
+struct F32Weights {
+    const float* w;
+    __m512 load(size_t i, __mmask16 m) const { return _mm512_maskz_loadu_ps(m, w + i); }
+};
+struct Bf16Weights {
+    const uint16_t* w;
+    __m512 load(size_t i, __mmask16 m) const {
+        return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, w + i));
+    }
+};
+struct F16Weights {
+    const uint16_t* w;
+    __m512 load(size_t i, __mmask16 m) const {
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i));
+    }
+};
+struct I8Weights {
+    const int8_t* w;
+    __m512 load(size_t i, __mmask16 m) const {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, w + i)));
+    }
+};
 
+// y = sum_k x * w for an RT x MT tile, times row_scale[r] when it is given.
 template <int RT, int MT, typename W>
-inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx, float* y,
-                       int ldy) {
+inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
+                       const float* row_scale, float* y, int ldy) {
     __m512 acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_ps();
-    const W* wr = w + static_cast<size_t>(r) * k;
+    const size_t row0 = static_cast<size_t>(r) * k;
     const float* xm = x + static_cast<size_t>(m) * ldx;
     for (int kk = 0; kk < k; kk += 16) {
         const __mmask16 mask = mask16(k - kk);
@@ -248,9 +368,81 @@ inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx,
         for (int j = 0; j < MT; ++j)
             xv[j] = _mm512_maskz_loadu_ps(mask, xm + static_cast<size_t>(j) * ldx + kk);
         for (int i = 0; i < RT; ++i) {
-            const __m512 wv = load_w(wr + static_cast<size_t>(i) * k + kk, mask);
+            const __m512 wv = w.load(row0 + static_cast<size_t>(i) * k + kk, mask);
             for (int j = 0; j < MT; ++j)
                 acc[i * MT + j] = _mm512_fmadd_ps(wv, xv[j], acc[i * MT + j]);
+        }
+    }
+    float sums[RT * MT];
+    reduce_all<RT * MT>(acc, sums);
+    for (int j = 0; j < MT; ++j) {
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i)
+            yr[i] = row_scale != nullptr ? sums[i * MT + j] * row_scale[r + i] : sums[i * MT + j];
+    }
+}
+
+template <typename W>
+void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                const float* row_scale, float* y, int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, row_scale, y,
+                                                             ldy);
+    };
+    for_tiles<4, 4>(r_begin, r_end, m, tile);
+}
+
+void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
+                    float* y, int ldy) {
+    dense_gemm(F32Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
+}
+
+void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
+    dense_gemm(Bf16Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
+}
+
+void dense_gemm_f16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                    int ldx, float* y, int ldy) {
+    dense_gemm(F16Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
+}
+
+void dense_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                    const float* x, int m, int ldx, float* y, int ldy) {
+    dense_gemm(I8Weights{w}, k, r_begin, r_end, x, m, ldx, row_scale, y, ldy);
+}
+
+// Q8_0: per 32-weight block, the dot product of x with the int8 values, then times the block's
+// scale d into the accumulator (one multiply per block instead of one per weight).
+constexpr int kQ8Block = 32;
+constexpr size_t kQ8BlockBytes = 34;
+
+template <int RT, int MT>
+inline void q8_0_tile(const uint8_t* w, int k, int r, const float* x, int m, int ldx, float* y,
+                      int ldy) {
+    const size_t row_bytes = static_cast<size_t>(k) / kQ8Block * kQ8BlockBytes;
+    const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
+    const float* xm = x + static_cast<size_t>(m) * ldx;
+    __m512 acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_ps();
+    for (int b = 0; b < k / kQ8Block; ++b) {
+        __m512 xlo[MT], xhi[MT];
+        for (int j = 0; j < MT; ++j) {
+            xlo[j] = _mm512_loadu_ps(xm + static_cast<size_t>(j) * ldx + b * kQ8Block);
+            xhi[j] = _mm512_loadu_ps(xm + static_cast<size_t>(j) * ldx + b * kQ8Block + 16);
+        }
+        for (int i = 0; i < RT; ++i) {
+            const uint8_t* block = wr + static_cast<size_t>(i) * row_bytes + b * kQ8BlockBytes;
+            const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(
+                static_cast<short>(static_cast<uint16_t>(block[0] | (block[1] << 8)))));
+            const __m512 qlo = _mm512_cvtepi32_ps(
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2))));
+            const __m512 qhi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 18))));
+            for (int j = 0; j < MT; ++j) {
+                const __m512 t = _mm512_fmadd_ps(qhi, xhi[j], _mm512_mul_ps(qlo, xlo[j]));
+                acc[i * MT + j] = _mm512_fmadd_ps(t, d, acc[i * MT + j]);
+            }
         }
     }
     float sums[RT * MT];
@@ -261,23 +453,91 @@ inline void dense_tile(const W* w, int k, int r, const float* x, int m, int ldx,
     }
 }
 
-template <typename W>
-void dense_gemm(const W* w, int k, int r_begin, int r_end, const float* x, int m, int ldx, float* y,
-                int ldy) {
-    auto tile = [&](auto rt, auto mt, int r, int m0) {
-        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
-    };
-    for_tiles<4, 4>(r_begin, r_end, m, tile);
-}
-
-void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
-                    float* y, int ldy) {
-    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
-}
-
-void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+void dense_gemm_q8_0(const uint8_t* w, int k, int r_begin, int r_end, const float* x, int m,
                      int ldx, float* y, int ldy) {
-    dense_gemm(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        q8_0_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
+    };
+    for_tiles<4, 2>(r_begin, r_end, m, tile);
+}
+
+// I8R on int8 activations. VNNI: vpdpbusd multiplies unsigned by signed bytes, so the
+// activations are offset by 128 (x ^ 0x80) and 128 * sum(w), counted alongside with a second
+// vpdpbusd against ones, is subtracted at the end: exact for every int8 weight. Without VNNI,
+// vpmaddubsw takes |w| (unsigned, 128 included) and x with w's sign, whose pair sums stay
+// within 16 bits because |x| <= 127.
+template <int RT, int MT>
+inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, const int8_t* xq,
+                     const float* x_scale, int m, int ldx, float* y, int ldy) {
+    const int8_t* wr = w + static_cast<size_t>(r) * k;
+    const int8_t* xm = xq + static_cast<size_t>(m) * ldx;
+    __m512i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
+#if BITNET_VNNI
+    __m512i wsum[RT];
+    for (int i = 0; i < RT; ++i) wsum[i] = _mm512_setzero_si512();
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+#else
+    const __m512i ones16 = _mm512_set1_epi16(1);
+#endif
+    for (int kk = 0; kk < k; kk += 64) {
+        const __mmask64 mask =
+            k - kk >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << (k - kk)) - 1;
+        __m512i xv[MT];
+        for (int j = 0; j < MT; ++j) {
+            xv[j] = _mm512_maskz_loadu_epi8(mask, xm + static_cast<size_t>(j) * ldx + kk);
+#if BITNET_VNNI
+            xv[j] = _mm512_xor_si512(xv[j], bias);
+#endif
+        }
+        for (int i = 0; i < RT; ++i) {
+            const __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + static_cast<size_t>(i) * k + kk);
+#if BITNET_VNNI
+            wsum[i] = _mm512_dpbusd_epi32(wsum[i], ones, wv);
+            for (int j = 0; j < MT; ++j)
+                acc[i * MT + j] = _mm512_dpbusd_epi32(acc[i * MT + j], xv[j], wv);
+#else
+            const __m512i wabs = _mm512_abs_epi8(wv);
+            const __mmask64 neg = _mm512_movepi8_mask(wv);
+            for (int j = 0; j < MT; ++j) {
+                const __m512i xs = _mm512_mask_sub_epi8(xv[j], neg, _mm512_setzero_si512(), xv[j]);
+                acc[i * MT + j] = _mm512_add_epi32(
+                    acc[i * MT + j], _mm512_madd_epi16(_mm512_maddubs_epi16(wabs, xs), ones16));
+            }
+#endif
+        }
+    }
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+#if BITNET_VNNI
+    int32_t sums[RT];
+    reduce_all<RT>(wsum, sums);
+#endif
+    for (int j = 0; j < MT; ++j) {
+        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+        for (int i = 0; i < RT; ++i) {
+#if BITNET_VNNI
+            const int32_t dot = dots[i * MT + j] - sums[i] * 128;
+#else
+            const int32_t dot = dots[i * MT + j];
+#endif
+            yr[i] = (static_cast<float>(dot) * row_scale[r + i]) * x_scale[m + j];
+        }
+    }
+}
+
+void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                   const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
+    auto tile = [&](auto rt, auto mt, int r, int m0) {
+        i8r_tile<decltype(rt)::value, decltype(mt)::value>(w, row_scale, k, r, xq, x_scale, m0, ldx,
+                                                           y, ldy);
+    };
+    if (m == 1) {
+        for_tiles<8, 1>(r_begin, r_end, 1, tile);
+    } else {
+        for_tiles<4, 4>(r_begin, r_end, m, tile);
+    }
 }
 
 // ---- element-wise kernels -------------------------------------------------------------------
@@ -472,23 +732,26 @@ void attention_head(const AttentionHeadArgs& a) {
 
 }  // namespace
 
+#define BITNET_KERNEL_ENTRIES                                                               \
+    .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,                       \
+    .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,                   \
+    .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,                   \
+    .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r, .rms_norm = rms_norm, \
+    .rope = rope, .softmax = softmax, .relu2_mul = relu2_mul, .silu_mul = silu_mul,         \
+    .attention_head = attention_head
+
 #if BITNET_VNNI
 const KernelTable* avx512vnni_kernels() {
     static const KernelTable table{
-        Isa::AVX512VNNI, "avx512vnni",    quantize_row_i8, ternary_gemm,
-        dense_gemm_f32,  dense_gemm_bf16, rms_norm,        rope,
-        softmax,         relu2_mul,       silu_mul,        attention_head,
-    };
+        .isa = Isa::AVX512VNNI, .name = "avx512vnni", BITNET_KERNEL_ENTRIES};
     return &table;
 }
 #else
 const KernelTable* avx512_kernels() {
-    static const KernelTable table{
-        Isa::AVX512, "avx512", quantize_row_i8, ternary_gemm, dense_gemm_f32, dense_gemm_bf16,
-        rms_norm,    rope,     softmax,         relu2_mul,    silu_mul,       attention_head,
-    };
+    static const KernelTable table{.isa = Isa::AVX512, .name = "avx512", BITNET_KERNEL_ENTRIES};
     return &table;
 }
 #endif
+#undef BITNET_KERNEL_ENTRIES
 
 }  // namespace bitnet::cpu

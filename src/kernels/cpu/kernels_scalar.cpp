@@ -39,7 +39,14 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     return scale;
 }
 
-inline int ternary_code(const uint8_t* row, int k) {
+// The code (weight + 1) at column k of a packed row, either layout (see kernels.h).
+inline int ternary_code(TernaryLayout layout, const uint8_t* row, int k) {
+    if (layout == TernaryLayout::Trits5) {
+        const int within = k % kTernary5Block;
+        unsigned m = row[(k / kTernary5Block) * kTernary5BlockBytes + within % kTernary5BlockBytes];
+        for (int i = 0; i < within / kTernary5BlockBytes; ++i) m = (m * 3) & 0xffu;
+        return static_cast<int>((m * 3) >> 8);
+    }
     const int block = k / kTernaryBlock;
     const int within = k % kTernaryBlock;
     const uint8_t byte = row[block * kTernaryBlockBytes + within % kTernaryBlockBytes];
@@ -53,7 +60,7 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
         for (int r = r_begin; r < r_end; ++r) {
             const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
             int32_t acc = 0;
-            for (int k = 0; k < w.cols; ++k) acc += xq[k] * (ternary_code(row, k) - 1);
+            for (int k = 0; k < w.cols; ++k) acc += xq[k] * (ternary_code(w.layout, row, k) - 1);
             y[static_cast<size_t>(m) * ldy + r] = static_cast<float>(acc) * x.out_scale[m];
         }
     }
@@ -80,6 +87,49 @@ void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* 
 void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
                      int ldx, float* y, int ldy) {
     dense_gemm([w](size_t i) { return bf16_to_f32(w[i]); }, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void dense_gemm_f16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                    int ldx, float* y, int ldy) {
+    dense_gemm([w](size_t i) { return f16_to_f32(w[i]); }, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+constexpr int kQ8Block = 32;
+constexpr size_t kQ8BlockBytes = 34;
+
+void dense_gemm_q8_0(const uint8_t* w, int k, int r_begin, int r_end, const float* x, int m,
+                     int ldx, float* y, int ldy) {
+    // Element i of the matrix is in block i / 32, which starts at (i / 32) * 34 bytes, because
+    // k is a multiple of 32 and rows therefore hold whole blocks.
+    auto load = [w](size_t i) {
+        const uint8_t* block = w + i / kQ8Block * kQ8BlockBytes;
+        const float d = f16_to_f32(static_cast<uint16_t>(block[0] | (block[1] << 8)));
+        return d * static_cast<float>(static_cast<int8_t>(block[2 + i % kQ8Block]));
+    };
+    dense_gemm(load, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void dense_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                    const float* x, int m, int ldx, float* y, int ldy) {
+    dense_gemm([w](size_t i) { return static_cast<float>(w[i]); }, k, r_begin, r_end, x, m, ldx, y,
+               ldy);
+    for (int i = 0; i < m; ++i) {
+        for (int r = r_begin; r < r_end; ++r) y[static_cast<size_t>(i) * ldy + r] *= row_scale[r];
+    }
+}
+
+void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                   const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
+    for (int i = 0; i < m; ++i) {
+        const int8_t* xi = xq + static_cast<size_t>(i) * ldx;
+        for (int r = r_begin; r < r_end; ++r) {
+            const int8_t* wr = w + static_cast<size_t>(r) * k;
+            int32_t acc = 0;
+            for (int j = 0; j < k; ++j) acc += xi[j] * wr[j];
+            y[static_cast<size_t>(i) * ldy + r] =
+                (static_cast<float>(acc) * row_scale[r]) * x_scale[i];
+        }
+    }
 }
 
 void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
@@ -171,7 +221,7 @@ void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end
         for (int g = 0; g < rows; ++g) {
             const uint8_t* row = w.data + static_cast<size_t>(r0 + g) * w.row_bytes();
             for (size_t k = 0; k < cols; ++k)
-                wv[g * cols + k] = weight_value[ternary_code(row, static_cast<int>(k))];
+                wv[g * cols + k] = weight_value[ternary_code(w.layout, row, static_cast<int>(k))];
         }
         for (int i = 0; i < m; ++i) {
             const float* xi = x.data() + i * cols;
@@ -187,8 +237,22 @@ void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end
 
 const KernelTable& scalar_kernels() {
     static const KernelTable table{
-        Isa::Scalar, "scalar", quantize_row_i8, ternary_gemm, dense_gemm_f32, dense_gemm_bf16,
-        rms_norm,    rope,     softmax,         relu2_mul,    silu_mul,       attention_head,
+        .isa = Isa::Scalar,
+        .name = "scalar",
+        .quantize_row_i8 = quantize_row_i8,
+        .ternary_gemm = ternary_gemm,
+        .dense_gemm_f32 = dense_gemm_f32,
+        .dense_gemm_bf16 = dense_gemm_bf16,
+        .dense_gemm_f16 = dense_gemm_f16,
+        .dense_gemm_q8_0 = dense_gemm_q8_0,
+        .dense_gemm_i8r = dense_gemm_i8r,
+        .int8_gemm_i8r = int8_gemm_i8r,
+        .rms_norm = rms_norm,
+        .rope = rope,
+        .softmax = softmax,
+        .relu2_mul = relu2_mul,
+        .silu_mul = silu_mul,
+        .attention_head = attention_head,
     };
     return table;
 }

@@ -1,8 +1,39 @@
 #include "kernels/cpu/ternary_pack.h"
 
+#include <array>
 #include <cstring>
 
 namespace bitnet::cpu {
+
+namespace {
+
+// The byte of five codes c_0..c_4 (c_0 most significant), see kernels.h.
+constexpr uint8_t trits5_byte(int n) {
+    return static_cast<uint8_t>((n * 256 + 242) / 243);
+}
+
+constexpr std::array<bool, 256> canonical_trits5_bytes() {
+    std::array<bool, 256> valid{};
+    for (int n = 0; n < 243; ++n) valid[trits5_byte(n)] = true;
+    return valid;
+}
+
+// c_i of byte b: the carry out of the i-th bytewise multiplication by 3.
+int trits5_code(uint8_t b, int i) {
+    unsigned m = b;
+    for (int j = 0; j < i; ++j) m = (m * 3) & 0xffu;
+    return static_cast<int>((m * 3) >> 8);
+}
+
+}  // namespace
+
+const char* layout_name(TernaryLayout layout) {
+    return layout == TernaryLayout::Bits2 ? "ternary2" : "ternary5";
+}
+
+TernaryMatrixView make_ternary_view(const uint8_t* data, int rows, int cols, TernaryLayout layout) {
+    return {data, rows, cols, round_up(cols, ternary_block(layout)), layout};
+}
 
 void pack_ternary_row(const int8_t* values, int cols, uint8_t* out_row) {
     const int padded = round_up(cols, kTernaryBlock);
@@ -18,12 +49,49 @@ void pack_ternary_row(const int8_t* values, int cols, uint8_t* out_row) {
     }
 }
 
+void pack_ternary5_row(const int8_t* values, int cols, uint8_t* out_row) {
+    const int padded = round_up(cols, kTernary5Block);
+    for (int k0 = 0; k0 < padded; k0 += kTernary5Block) {
+        uint8_t* block = out_row + k0 / 5;
+        for (int j = 0; j < kTernary5BlockBytes; ++j) {
+            int n = 0;
+            for (int i = 0; i < 5; ++i) {
+                const int k = k0 + j + kTernary5BlockBytes * i;
+                n = n * 3 + (k < cols ? values[k] + 1 : 1);
+            }
+            block[j] = trits5_byte(n);
+        }
+    }
+}
+
 int ternary_at(const TernaryMatrixView& w, int r, int k) {
     const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
+    if (w.layout == TernaryLayout::Trits5) {
+        const int within = k % kTernary5Block;
+        const uint8_t byte =
+            row[(k / kTernary5Block) * kTernary5BlockBytes + within % kTernary5BlockBytes];
+        return trits5_code(byte, within / kTernary5BlockBytes) - 1;
+    }
     const int within = k % kTernaryBlock;
     const uint8_t byte =
         row[(k / kTernaryBlock) * kTernaryBlockBytes + within % kTernaryBlockBytes];
     return ((byte >> (2 * (within / kTernaryBlockBytes))) & 3) - 1;
+}
+
+std::optional<std::pair<int, int>> find_invalid_ternary_code(const TernaryMatrixView& w) {
+    static constexpr std::array<bool, 256> kCanonical = canonical_trits5_bytes();
+    const size_t row_bytes = w.row_bytes();
+    for (int r = 0; r < w.rows; ++r) {
+        const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
+        for (size_t i = 0; i < row_bytes; ++i) {
+            const uint8_t b = row[i];
+            const bool bad = w.layout == TernaryLayout::Bits2
+                                 ? ((b & (b >> 1) & 0x55) != 0)  // some bit pair is 0b11
+                                 : !kCanonical[b];
+            if (bad) return std::pair<int, int>(r, static_cast<int>(i / 64));
+        }
+    }
+    return std::nullopt;
 }
 
 }  // namespace bitnet::cpu

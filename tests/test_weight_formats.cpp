@@ -1,0 +1,114 @@
+// The forward pass over every weight format: the 1.6-bit ternary layout computes exactly what the
+// 2-bit layout does, and each embedding / lm_head format gives the f32 head's logits within the
+// precision it keeps. Runs the tiny packed checkpoint at every kernel level.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+#include "model/forward.h"
+#include "model/model_impl.h"
+#include "runtime/kv_cache.h"
+#include "test_support.h"
+
+namespace bitnet {
+namespace {
+
+const std::vector<int32_t> kPrompt = {509, 17, 300, 4, 88, 511, 2, 140, 33};
+
+// Logits of every prompt position.
+std::vector<float> all_logits(const Model::Impl& model, cpu::Isa isa, bool reference_numerics,
+                              int threads = 2) {
+    const ModelConfig& c = model.config;
+    ThreadPool pool(threads);
+    Arena arena;
+    KVCache cache(c, static_cast<int>(kPrompt.size()), cpu::KvType::F32);
+    std::vector<float> logits(kPrompt.size() * static_cast<size_t>(c.vocab_size));
+    ForwardItem item{&cache, kPrompt.data(), static_cast<int>(kPrompt.size()), true,
+                     logits.data(), nullptr};
+    ForwardPass pass(model, cpu::kernels(isa), pool, arena, reference_numerics);
+    pass.run(std::span<ForwardItem>(&item, 1));
+    return logits;
+}
+
+std::unique_ptr<Model::Impl> tiny_model() {
+    return load_hf_checkpoint(test::model_dir("tiny-packed"));
+}
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+    return test::rel_l2(a.data(), b.data(), a.size());
+}
+
+class WeightFormatTest : public ::testing::TestWithParam<cpu::Isa> {};
+
+TEST_P(WeightFormatTest, Trits5LayersGiveBitIdenticalLogits) {
+    const auto base = tiny_model();
+    auto t5 = tiny_model();
+    for (LayerWeights& L : t5->weights.layers) {
+        for (BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+            *w = repack_ternary(*w, cpu::TernaryLayout::Trits5);
+    }
+    ASSERT_EQ(t5->weights.layers[0].gate.view.layout, cpu::TernaryLayout::Trits5);
+    const std::vector<float> want = all_logits(*base, GetParam(), false);
+    const std::vector<float> got = all_logits(*t5, GetParam(), false);
+    ASSERT_EQ(want.size(), got.size());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "logit " << i;
+}
+
+TEST_P(WeightFormatTest, HeadFormatsKeepTheLogitsWithinTheirPrecision) {
+    // The head alone changes format: the embedding lookup stays as it was, so the difference is
+    // the head's (through three layers, the tied embedding's rounding would be amplified).
+    auto model = tiny_model();
+    ASSERT_TRUE(model->weights.tied);
+    model->weights.tied = false;
+    const DenseMatrix& original = model->weights.embedding;
+    model->weights.lm_head_own = convert_dense(original, DenseFormat::F32);
+    const std::vector<float> f32 = all_logits(*model, GetParam(), false);
+    struct Case {
+        DenseFormat format;
+        bool reference_numerics;
+        double max_rel_l2;
+    };
+    // Measured errors are about a quarter of these bounds (docs/PERFORMANCE.md states them).
+    for (const Case& c : {Case{DenseFormat::BF16, false, 1e-2}, Case{DenseFormat::F16, false, 1e-3},
+                          Case{DenseFormat::Q8_0, false, 2e-2}, Case{DenseFormat::I8R, false, 4e-2},
+                          Case{DenseFormat::I8R, true, 2e-2}}) {
+        model->weights.lm_head_own =
+            convert_dense(convert_dense(original, DenseFormat::F32), c.format);
+        const std::vector<float> got = all_logits(*model, GetParam(), c.reference_numerics);
+        const double err = rel_l2(got, f32);
+        EXPECT_LT(err, c.max_rel_l2) << dense_format_name(c.format)
+                                     << (c.reference_numerics ? " (float activations)" : "");
+        RecordProperty(std::string("rel_l2_") + dense_format_name(c.format) +
+                           (c.reference_numerics ? "_float" : ""),
+                       std::to_string(err));
+    }
+}
+
+TEST_P(WeightFormatTest, I8rHeadIsTheSameAtEveryThreadCount) {
+    auto model = tiny_model();
+    model->weights.embedding = convert_dense(model->weights.embedding, DenseFormat::I8R);
+    const std::vector<float> one = all_logits(*model, GetParam(), false, 1);
+    const std::vector<float> three = all_logits(*model, GetParam(), false, 3);
+    for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(one[i], three[i]) << "logit " << i;
+    // And the same as the scalar reference: the int8 head is exact arithmetic.
+    const std::vector<float> ref = all_logits(*model, cpu::Isa::Scalar, false, 1);
+    if (GetParam() != cpu::Isa::Scalar) {
+        // Layers use float kernels whose summation order differs per level, so only close.
+        EXPECT_LT(rel_l2(one, ref), 1e-3);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, WeightFormatTest, ::testing::ValuesIn(cpu::supported_isas()),
+                         [](const ::testing::TestParamInfo<cpu::Isa>& p) {
+                             return std::string(cpu::isa_name(p.param));
+                         });
+
+}  // namespace
+}  // namespace bitnet
