@@ -14,6 +14,9 @@ namespace {
 // Long enough to bridge the gaps between the loops of one forward pass (and between decode
 // steps of a busy engine), short enough that an idle pool stops burning its cores at once.
 constexpr std::chrono::microseconds kSpinTime(100);
+// Past this, a spinning thread also yields, so that on an oversubscribed machine it gives its
+// core to the thread it waits for instead of keeping it from running.
+constexpr std::chrono::microseconds kPauseOnlyTime(5);
 
 constexpr uint64_t kTicketStep = uint64_t{1} << 16;  // ticket = loop number * step + workers
 
@@ -29,13 +32,17 @@ inline void cpu_relax() {
 template <typename Done>
 bool spin_until(Done done) {
     if (done()) return true;
-    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+    const auto start = std::chrono::steady_clock::now();
+    bool yielding = false;
     for (;;) {
-        for (int i = 0; i < 64; ++i) {
+        for (int i = 0; i < 32; ++i) {
             cpu_relax();
             if (done()) return true;
         }
-        if (std::chrono::steady_clock::now() >= deadline) return done();
+        if (yielding) std::this_thread::yield();
+        const auto spent = std::chrono::steady_clock::now() - start;
+        if (spent >= kSpinTime) return done();
+        yielding = spent >= kPauseOnlyTime;
     }
 }
 
@@ -69,10 +76,10 @@ void ThreadPool::run_piece(int index) {
     }
 }
 
-// Sleeping and waking pair up like this: the waker changes the state (ticket_ or pending_), then
-// reads the sleeper count; the sleeper registers, then re-reads the state under the mutex. Both
-// sides use sequentially consistent operations, so at least one of them sees the other, and no
-// wake-up is lost.
+// Sleeping and waking pair up like this: the waker changes the state (ticket_ or pending_),
+// then reads the sleeper count; the sleeper registers, then re-reads the state under the mutex.
+// Both sides use sequentially consistent operations, so at least one of them sees the other,
+// and no wake-up is lost.
 uint64_t ThreadPool::wait_for_job(uint64_t seen) {
     auto changed = [&] { return ticket_.load(std::memory_order_acquire) != seen; };
     if (!spin_until(changed)) {

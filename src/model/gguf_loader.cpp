@@ -4,7 +4,12 @@
 // tensor, per-token int8 activations. Engine-layout tensors are used straight from the mapping;
 // every other ternary type is decoded once and repacked into the kernel layout.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstring>
 
@@ -55,6 +60,7 @@ class GgufLoader {
     ModelInfo& info_;
     const ModelConfig* cfg_ = nullptr;
     bool engine_file_ = false;
+    std::mutex record_mutex_;  // bitlinear() runs on several threads
     bool llama_permuted_ = false;
 };
 
@@ -168,6 +174,7 @@ const TensorEntry& GgufLoader::expect(const std::string& name, std::vector<int64
 
 void GgufLoader::record(const TensorEntry& t, const std::string& engine_format,
                         size_t engine_bytes, size_t mapped) {
+    const std::lock_guard<std::mutex> lock(record_mutex_);
     info_.tensors.push_back({t.name, gguf::tensor_type_name(t.type),
                              std::vector<int64_t>(t.dims.rbegin(), t.dims.rend()), t.bytes,
                              engine_format, engine_bytes});
@@ -242,7 +249,10 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
     const TensorEntry& t = expect(name, {in, out});
     BitLinearWeight w;
     w.name = name;
-    info_.ternary_weights += static_cast<size_t>(out) * in;
+    {
+        const std::lock_guard<std::mutex> lock(record_mutex_);
+        info_.ternary_weights += static_cast<size_t>(out) * in;
+    }
 
     if (t.type == gguf::BITNET_T2) {
         w.view = {t.data, out, in, cpu::round_up(in, cpu::kTernaryBlock)};
@@ -304,6 +314,12 @@ ModelWeights GgufLoader::load(const ModelConfig& cfg) {
     if (!w.tied) w.lm_head_own = dense("output.weight", V, H);
     w.final_norm = norm("output_norm.weight", H);
     w.layers.resize(static_cast<size_t>(cfg.num_layers));
+    struct Job {
+        BitLinearWeight* dst;
+        std::string name;
+        int out, in, rope_heads;
+    };
+    std::vector<Job> jobs;
     for (int i = 0; i < cfg.num_layers; ++i) {
         const std::string p = "blk." + std::to_string(i) + ".";
         LayerWeights& L = w.layers[static_cast<size_t>(i)];
@@ -313,14 +329,44 @@ ModelWeights GgufLoader::load(const ModelConfig& cfg) {
             L.attn_sub_norm = norm(p + "attn_sub_norm.weight", QD);
             L.ffn_sub_norm = norm(p + "ffn_sub_norm.weight", F);
         }
-        L.q = bitlinear(p + "attn_q.weight", QD, H, cfg.num_heads);
-        L.k = bitlinear(p + "attn_k.weight", KD, H, cfg.num_kv_heads);
-        L.v = bitlinear(p + "attn_v.weight", KD, H, 0);
-        L.o = bitlinear(p + "attn_output.weight", H, QD, 0);
-        L.gate = bitlinear(p + "ffn_gate.weight", F, H, 0);
-        L.up = bitlinear(p + "ffn_up.weight", F, H, 0);
-        L.down = bitlinear(p + "ffn_down.weight", H, F, 0);
+        jobs.push_back({&L.q, p + "attn_q.weight", QD, H, cfg.num_heads});
+        jobs.push_back({&L.k, p + "attn_k.weight", KD, H, cfg.num_kv_heads});
+        jobs.push_back({&L.v, p + "attn_v.weight", KD, H, 0});
+        jobs.push_back({&L.o, p + "attn_output.weight", H, QD, 0});
+        jobs.push_back({&L.gate, p + "ffn_gate.weight", F, H, 0});
+        jobs.push_back({&L.up, p + "ffn_up.weight", F, H, 0});
+        jobs.push_back({&L.down, p + "ffn_down.weight", H, F, 0});
     }
+    // Decoding and repacking a 2B model's ~2e9 values is the bulk of loading a foreign file:
+    // spread the matrices over the cores. Errors are reported for the first failing matrix in
+    // file order, whichever thread met it.
+    std::vector<std::exception_ptr> errors(jobs.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+        for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
+            try {
+                *jobs[j].dst = bitlinear(jobs[j].name, jobs[j].out, jobs[j].in, jobs[j].rope_heads);
+            } catch (...) {
+                errors[j] = std::current_exception();
+            }
+        }
+    };
+    const size_t n_threads =
+        std::min<size_t>(jobs.size(), std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < n_threads; ++t) threads.emplace_back(work);
+    work();
+    for (std::thread& t : threads) t.join();
+    for (const std::exception_ptr& e : errors) {
+        if (e) std::rethrow_exception(e);
+    }
+    // Tensors in file order, as `bitnet info --tensors` lists them.
+    std::map<std::string, size_t> order;
+    for (size_t i = 0; i < f_.tensors().size(); ++i) order[f_.tensors()[i].name] = i;
+    std::stable_sort(info_.tensors.begin(), info_.tensors.end(),
+                     [&](const TensorInfo& a, const TensorInfo& b) {
+                         return order[a.name] < order[b.name];
+                     });
     return w;
 }
 

@@ -47,6 +47,13 @@ void random_ternary_row(Rng& rng, int8_t* out, int n) {
     }
 }
 
+cpu::TernaryLayout parse_weights(const std::string& name) {
+    if (name == "t2") return cpu::TernaryLayout::Bits2;
+    if (name == "t5") return cpu::TernaryLayout::Trits5;
+    throw Error(ErrorCode::InvalidArgument,
+                "synthetic model: unknown ternary layout '" + name + "' (expected t2 or t5)");
+}
+
 DenseFormat parse_head(const std::string& name) {
     if (name == "f32") return DenseFormat::F32;
     if (name == "bf16") return DenseFormat::BF16;
@@ -60,7 +67,7 @@ DenseFormat parse_head(const std::string& name) {
 class SyntheticBuilder {
   public:
     SyntheticBuilder(const SyntheticSpec& spec, ModelInfo& info, ThreadPool& pool)
-        : spec_(spec), info_(info), pool_(pool) {}
+        : spec_(spec), layout_(parse_weights(spec.weights)), info_(info), pool_(pool) {}
 
     ModelWeights build(const ModelConfig& c);
 
@@ -75,6 +82,7 @@ class SyntheticBuilder {
     }
 
     const SyntheticSpec& spec_;
+    cpu::TernaryLayout layout_;
     ModelInfo& info_;
     ThreadPool& pool_;
 };
@@ -91,8 +99,8 @@ BitLinearWeight SyntheticBuilder::bitlinear(const std::string& name, int out, in
                                             uint64_t matrix) {
     BitLinearWeight w;
     w.name = name;
-    w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in), false);
-    w.view = {w.packed.data(), out, in, cpu::round_up(in, cpu::kTernaryBlock)};
+    w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in, layout_), false);
+    w.view = cpu::make_ternary_view(w.packed.data(), out, in, layout_);
     // A third of the weights are zero, so a dot product of n unit-scale inputs has a standard
     // deviation of sqrt(2n/3); dividing by it keeps activations near unit scale layer after layer.
     w.alpha = 1.f / std::sqrt(2.f * static_cast<float>(in) / 3.f);
@@ -101,10 +109,15 @@ BitLinearWeight SyntheticBuilder::bitlinear(const std::string& name, int out, in
         for (int64_t r = r0; r < r1; ++r) {
             Rng rng = row_rng(spec_.seed, matrix, static_cast<uint64_t>(r));
             random_ternary_row(rng, row.data(), in);
-            cpu::pack_ternary_row(row.data(), in, w.packed.data() + r * w.view.row_bytes());
+            uint8_t* dst = w.packed.data() + r * w.view.row_bytes();
+            if (layout_ == cpu::TernaryLayout::Bits2) {
+                cpu::pack_ternary_row(row.data(), in, dst);
+            } else {
+                cpu::pack_ternary5_row(row.data(), in, dst);
+            }
         }
     });
-    record(name, {out, in}, "ternary2", w.packed.bytes());
+    record(name, {out, in}, cpu::layout_name(layout_), w.packed.bytes());
     info_.ternary_weights += static_cast<size_t>(out) * in;
     return w;
 }
@@ -225,14 +238,7 @@ ModelConfig synthetic_config(const std::string& shape) {
 std::shared_ptr<const Model> make_synthetic_model(const SyntheticSpec& spec) {
     const auto start = std::chrono::steady_clock::now();
     const ModelConfig config = synthetic_config(spec.shape);
-    if (spec.weights == "t5") {
-        throw Error(ErrorCode::UnsupportedFormat,
-                    "synthetic model: the 1.6-bit ternary layout (t5) is not in this build yet");
-    }
-    if (spec.weights != "t2") {
-        throw Error(ErrorCode::InvalidArgument, "synthetic model: unknown ternary layout '" +
-                                                    spec.weights + "' (expected t2 or t5)");
-    }
+    const cpu::TernaryLayout layout = parse_weights(spec.weights);
     parse_head(spec.head);
     if (spec.threads < 0)
         throw Error(ErrorCode::InvalidArgument, "synthetic model: threads must be >= 0");
@@ -241,8 +247,9 @@ std::shared_ptr<const Model> make_synthetic_model(const SyntheticSpec& spec) {
     impl->config = config;
     impl->info.path = "synthetic:" + spec.shape;
     impl->info.config = config;
-    impl->info.format = "synthetic " + spec.shape + " (random ternary2 weights, " + spec.head +
-                        " tied head, seed " + std::to_string(spec.seed) + ")";
+    impl->info.format = "synthetic " + spec.shape + " (random " + cpu::layout_name(layout) +
+                        " weights, " + spec.head + " tied head, seed " + std::to_string(spec.seed) +
+                        ")";
     ThreadPool pool(spec.threads == 0 ? available_cores() : spec.threads);
     SyntheticBuilder builder(spec, impl->info, pool);
     impl->weights = builder.build(config);

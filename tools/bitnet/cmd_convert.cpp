@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "model/format/gguf.h"
 #include "model/gguf_export.h"
+#include "model/synthetic_model.h"
 #include "progress_bar.h"
 #include "tokenizer/gguf_vocab_file.h"
 
@@ -22,10 +23,28 @@ struct ConvertArgs {
     std::string embedding = "keep";
     std::string output_head = "keep";
     std::string name;
+    std::string synthetic;
     bool quiet = false;
 };
 
-void run_convert(const ConvertArgs& a) {
+void run_convert(ConvertArgs a) {
+    if (!a.synthetic.empty()) {
+        // Random weights of a named shape, e.g. a 2B-shaped file to benchmark a peer engine on.
+        if (a.output.empty()) a.output = a.input;
+        const auto model = make_synthetic_model({.shape = a.synthetic});
+        GgufExportOptions o;
+        o.ternary_type = parse_ternary_type(a.type);
+        o.embedding_type = a.embedding == "keep" ? 0 : parse_dense_type(a.embedding);
+        o.name = "synthetic-" + a.synthetic;
+        ProgressBar bar("writing " + a.output, !a.quiet);
+        o.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
+        export_gguf(*model, nullptr, a.output, o);
+        bar.finish();
+        std::printf("wrote %s (synthetic %s, %s projections, no tokenizer)\n", a.output.c_str(),
+                    a.synthetic.c_str(), gguf::tensor_type_name(o.ternary_type).c_str());
+        return;
+    }
+    if (a.output.empty()) throw Error(ErrorCode::InvalidArgument, "convert: no output file given");
     const auto model = Model::load(a.input);
     std::shared_ptr<const Tokenizer> tokenizer;
     if (!gguf::is_gguf_file(a.input)) {
@@ -68,7 +87,10 @@ void add_convert_command(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand(
         "convert", "Write a model (HF checkpoint or GGUF) as GGUF in a chosen ternary type");
     cmd->add_option("input", args->input, "Model directory, .safetensors or .gguf")->required();
-    cmd->add_option("output", args->output, "GGUF file to write")->required();
+    cmd->add_option("output", args->output, "GGUF file to write");
+    cmd->add_option("--synthetic", args->synthetic,
+                    "Write a random-weight model of this shape (2b, 1m) instead; the one "
+                    "positional argument is then the output file");
     cmd->add_option("--type", args->type,
                     "Ternary projections: t2 (engine, 2-bit, zero-copy), t5 (engine, 1.6-bit, "
                     "zero-copy), tq2_0, tq1_0 (llama.cpp), i2_s (bitnet.cpp)")

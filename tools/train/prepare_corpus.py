@@ -261,7 +261,7 @@ SOURCES = [
     ("git-docs", ["git-doc"], "GPL-2", git_docs),
     ("perl-docs", ["perl-doc"], "GPL-1+ or Artistic", perl_docs),
     ("debian-guides", ["developers-reference", "debian-policy", "maint-guide"],
-     "GPL-2 (developers-reference), GPL-2+ (debian-policy), GPL-2+ and MIT (maint-guide)", debian_guides),
+     "GPL-2 (developers-reference), GPL-2+ (debian-policy, maint-guide)", debian_guides),
     ("linux-docs", ["linux-doc-6.1"], "GPL-2", linux_docs),
 ]
 

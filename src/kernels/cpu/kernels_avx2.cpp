@@ -192,6 +192,9 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
                          float* y, int ldy) {
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;  // not row_bytes(): see top
     const int n_blocks = w.cols_padded / kTernaryBlock;
+    // Steps of the last block that hold real columns; the rest are padding (zero weights and
+    // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
+    const int tail_steps = (w.cols - (n_blocks - 1) * kTernaryBlock + 63) / 64;
     const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const __m256i mask3 = _mm256_set1_epi8(3);
@@ -208,7 +211,7 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
                 wv[i] = _mm256_loadu_si256(
                     reinterpret_cast<const __m256i*>(wp + i * row_bytes + b * 64 + h * 32));
             }
-            for (int s = 0; s < 4; ++s) {
+            for (int s = 0; s < (b + 1 < n_blocks ? 4 : tail_steps); ++s) {
                 __m256i xv[MT];
                 for (int j = 0; j < MT; ++j) {
                     xv[j] = _mm256_loadu_si256(
@@ -251,6 +254,9 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
                           float* y, int ldy) {
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
     const int n_blocks = w.cols_padded / kTernary5Block;
+    // Steps of the last block that hold real columns; the rest are padding (zero weights and
+    // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
+    const int tail_steps = (w.cols - (n_blocks - 1) * kTernary5Block + 63) / 64;
     const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -270,7 +276,7 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
                                              wp + i * row_bytes + b * 64 + h * 32)),
                                          bias);
             }
-            for (int s = 0; s < 5; ++s) {
+            for (int s = 0; s < (b + 1 < n_blocks ? 5 : tail_steps); ++s) {
                 __m256i xv[MT];
                 for (int j = 0; j < MT; ++j) {
                     xv[j] = _mm256_loadu_si256(

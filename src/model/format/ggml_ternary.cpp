@@ -163,17 +163,30 @@ float decode_tq2_0(const uint8_t* data, int64_t rows, int64_t cols, int8_t* valu
         for (int64_t b = 0; b < blocks_per_row; ++b) {
             const uint8_t* blk = data + (r * blocks_per_row + b) * kTq2BlockBytes;
             int8_t* out = values + r * cols + b * kTqBlock;
-            bool nonzero = false;
-            for (int k = 0; k < kTqBlock; ++k) {
-                const int code = (blk[tq2_byte(k)] >> tq2_shift(k)) & 3;
-                if (code == 3) {
-                    bad_data(where,
-                             "2-bit code 3 (no ternary value) at " + cell(r, b * kTqBlock + k));
+            // Byte-wise so the compiler vectorises it: loading a 2B model repacks ~2e9 values.
+            uint8_t code3 = 0, nonzero = 0;
+            for (int half = 0; half < 2; ++half) {
+                for (int shift = 0; shift < 8; shift += 2) {
+                    for (int m = 0; m < 32; ++m) {
+                        const uint8_t byte = blk[half * 32 + m];
+                        out[half * 128 + shift * 16 + m] =
+                            static_cast<int8_t>(((byte >> shift) & 3) - 1);
+                    }
                 }
-                out[k] = static_cast<int8_t>(code - 1);
-                nonzero |= code != 1;
             }
-            if (nonzero) {
+            for (int i = 0; i < 64; ++i) {
+                code3 |= blk[i] & (blk[i] >> 1) & 0x55;
+                nonzero |= blk[i] ^ 0x55;
+            }
+            if (code3 != 0) {
+                for (int k = 0; k < kTqBlock; ++k) {
+                    if (out[k] == 2) {
+                        bad_data(where, "2-bit code 3 (no ternary value) at " +
+                                            cell(r, b * kTqBlock + k));
+                    }
+                }
+            }
+            if (nonzero != 0) {
                 scale.block(load_u16(blk + 64), r * blocks_per_row + b, r, b * kTqBlock);
             }
         }
@@ -191,14 +204,23 @@ float checked_scale(float s, const std::string& where) {
 float decode_i2_s(const uint8_t* data, int64_t rows, int64_t cols, int8_t* values,
                   const std::string& where) {
     const int64_t n = rows * cols;
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t block = i / kI2sBlock;
-        const int64_t j = i % kI2sBlock;
-        const int code = (data[block * 32 + j % 32] >> (6 - 2 * (j / 32))) & 3;
-        if (code == 3) {
-            bad_data(where, "2-bit code 3 (no ternary value) at " + cell(i / cols, i % cols));
+    uint8_t code3 = 0;
+    for (int64_t block = 0; block < n / kI2sBlock; ++block) {
+        const uint8_t* in = data + block * 32;
+        int8_t* out = values + block * kI2sBlock;
+        for (int g = 0; g < 4; ++g) {
+            for (int m = 0; m < 32; ++m) {
+                out[g * 32 + m] = static_cast<int8_t>(((in[m] >> (6 - 2 * g)) & 3) - 1);
+            }
         }
-        values[i] = static_cast<int8_t>(code - 1);
+        for (int m = 0; m < 32; ++m) code3 |= in[m] & (in[m] >> 1) & 0x55;
+    }
+    if (code3 != 0) {
+        for (int64_t i = 0; i < n; ++i) {
+            if (values[i] == 2) {
+                bad_data(where, "2-bit code 3 (no ternary value) at " + cell(i / cols, i % cols));
+            }
+        }
     }
     return checked_scale(load_f32(data + n / 4), where);
 }
