@@ -154,7 +154,8 @@ TEST_P(GgufConvertTest, ReconvertingToTheSameTypeGivesIdenticalBytes) {
 std::vector<ConvertParam> convert_params() {
     std::vector<ConvertParam> out;
     for (const char* m : {"tiny-packed", "tiny-master"}) {
-        for (uint32_t t : {gguf::BITNET_T2, gguf::GGML_TQ2_0, gguf::GGML_TQ1_0, gguf::GGML_I2_S}) {
+        for (uint32_t t : {gguf::BITNET_T2, gguf::BITNET_T5, gguf::GGML_TQ2_0, gguf::GGML_TQ1_0,
+                           gguf::GGML_I2_S}) {
             out.push_back({m, t});
         }
     }

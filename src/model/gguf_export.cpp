@@ -81,6 +81,19 @@ std::vector<int8_t> ternary_values(const BitLinearWeight& w) {
     return v;
 }
 
+// BITNET_T5: rows in the 1.6-bit kernel layout, then 64 bytes whose first 4 are alpha.
+std::vector<uint8_t> encode_t5(const int8_t* values, int rows, int cols, float alpha) {
+    const size_t body = cpu::ternary_packed_bytes(rows, cols, cpu::TernaryLayout::Trits5);
+    const size_t row_bytes = body / static_cast<size_t>(rows);
+    std::vector<uint8_t> out(body + 64, 0);
+    for (int r = 0; r < rows; ++r) {
+        cpu::pack_ternary5_row(values + static_cast<size_t>(r) * cols, cols,
+                               out.data() + row_bytes * static_cast<size_t>(r));
+    }
+    std::memcpy(out.data() + body, &alpha, sizeof alpha);
+    return out;
+}
+
 // llama.cpp's interleaved RoPE expects Q/K rows of each head in (pair, half) order; the
 // inverse of the loader's unpermuted_row().
 void permute_for_llama(std::vector<int8_t>& v, int rows, int cols, int head_dim) {
@@ -198,7 +211,9 @@ void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& 
         if (arch == "llama" && !engine_layout && rope_heads > 0)
             permute_for_llama(values, rows, cols, rows / rope_heads);
         std::vector<uint8_t> bytes =
-            gguf::encode_ternary(o.ternary_type, values.data(), rows, cols, bl.alpha, name);
+            o.ternary_type == gguf::BITNET_T5
+                ? encode_t5(values.data(), rows, cols, bl.alpha)
+                : gguf::encode_ternary(o.ternary_type, values.data(), rows, cols, bl.alpha, name);
         w.add_tensor(name, {cols, rows}, o.ternary_type, std::move(bytes));
     };
     for (int i = 0; i < c.num_layers; ++i) {

@@ -230,16 +230,6 @@ DenseMatrix GgufLoader::dense(const std::string& name, int rows, int cols) {
 
 // llama.cpp's converter reorders the rows of each Q/K head so that its interleaved RoPE equals
 // the half-split RoPE of the checkpoint; the engine uses the half-split form, so undo it.
-int64_t first_invalid_code(const uint8_t* p, size_t n) {
-    uint8_t any = 0;
-    for (size_t i = 0; i < n; ++i) any |= p[i] & (p[i] >> 1) & 0x55;
-    if (any == 0) return -1;
-    for (size_t i = 0; i < n; ++i) {
-        if (p[i] & (p[i] >> 1) & 0x55) return static_cast<int64_t>(i);
-    }
-    return -1;
-}
-
 int unpermuted_row(int gguf_row, int head_dim) {
     const int head = gguf_row / head_dim, within = gguf_row % head_dim;
     return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
@@ -254,19 +244,24 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
         info_.ternary_weights += static_cast<size_t>(out) * in;
     }
 
-    if (t.type == gguf::BITNET_T2) {
-        w.view = {t.data, out, in, cpu::round_up(in, cpu::kTernaryBlock)};
+    if (t.type == gguf::BITNET_T2 || t.type == gguf::BITNET_T5) {
+        const auto layout =
+            t.type == gguf::BITNET_T2 ? cpu::TernaryLayout::Bits2 : cpu::TernaryLayout::Trits5;
+        const char* layout_name = cpu::layout_name(layout);
+        w.view = cpu::make_ternary_view(t.data, out, in, layout);
         const size_t bytes = w.view.row_bytes() * static_cast<size_t>(out);
         std::memcpy(&w.alpha, t.data + bytes, sizeof(float));
         if (!(std::isfinite(w.alpha) && w.alpha > 0.f)) {
             fail(ErrorCode::ParseError, t, "has scale " + std::to_string(w.alpha));
         }
-        // Code 3 means nothing; the scan reads the bytes once, which the first token would do
-        // anyway, and costs far less than the page-ins themselves.
-        if (const int64_t bad = first_invalid_code(t.data, bytes); bad >= 0) {
+        // Codes without a meaning are refused; the scan reads the bytes once, which the first
+        // token would do anyway, and costs far less than the page-ins themselves.
+        if (const auto bad = cpu::find_invalid_ternary_code(w.view)) {
             fail(ErrorCode::ParseError, t,
-                 "holds the invalid 2-bit code 3 in row " +
-                     std::to_string(bad / static_cast<int64_t>(w.view.row_bytes())));
+                 std::string("holds an invalid ") +
+                     (layout == cpu::TernaryLayout::Bits2 ? "2-bit code 3" : "5-trit byte") +
+                     " in row " + std::to_string(bad->first) + ", block " +
+                     std::to_string(bad->second));
         }
         if (reinterpret_cast<uintptr_t>(t.data) % 64 != 0) {
             // The kernels load whole 64-byte blocks; a file written with a smaller alignment
@@ -274,9 +269,9 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
             w.packed = AlignedBuffer<uint8_t>(bytes, false);
             std::memcpy(w.packed.data(), t.data, bytes);
             w.view.data = w.packed.data();
-            record(t, "ternary2 (copied to align)", bytes, 0);
+            record(t, std::string(layout_name) + " (copied to align)", bytes, 0);
         } else {
-            record(t, "ternary2 (mapped)", bytes, bytes);
+            record(t, std::string(layout_name) + " (mapped)", bytes, bytes);
         }
         return w;
     }
