@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-MODEL ?= tests/data/tiny-packed
+MODEL ?= models/debdocs-41m.gguf
 
 DEBIAN_PACKAGES = build-essential cmake ninja-build pkg-config \
 	libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev \
@@ -29,9 +29,9 @@ build: deps
 run: build
 	./$(BUILD)/bitnet info $(MODEL)
 	@echo
-	@echo "The shipped model has random weights (a test fixture, not a trained model), so the text"
-	@echo "below is gibberish: it shows the pipeline tokenizer -> engine -> sampler -> streaming works."
-	./$(BUILD)/bitnet generate $(MODEL) -p "Once upon a time" -n 48 --temp 0.8 --seed 42 --stream
+	@echo "debdocs-41m: a 41M-parameter BitNet b1.58 model trained for this repository on Debian's"
+	@echo "free documentation and the King James Bible (docs/MODEL.md). Sampled continuation:"
+	./$(BUILD)/bitnet generate $(MODEL) -p "And it came to pass, when the king" -n 64 --temp 0.7 --seed 1 --stream
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)

@@ -207,12 +207,15 @@ void register_all() {
             ->Unit(benchmark::kNanosecond);
     }
     const Isa best = supported_isas().back();
-    for (int threads : {1, 2}) {
-        const std::string name = std::string("decode_step/") + isa_name(best) +
-                                 "/1m_t2_bf16/context=128/threads=" + std::to_string(threads);
-        benchmark::RegisterBenchmark(name.c_str(), bench_decode_step, best, "1m", "t2", "bf16",
-                                     threads, 128)
-            ->Unit(benchmark::kMicrosecond);
+    for (int context : {16, 128}) {
+        for (int threads : {1, 2}) {
+            const std::string name = std::string("decode_step/") + isa_name(best) +
+                                     "/1m_t2_bf16/context=" + std::to_string(context) +
+                                     "/threads=" + std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), bench_decode_step, best, "1m", "t2",
+                                         "bf16", threads, context)
+                ->Unit(benchmark::kMicrosecond);
+        }
     }
 }
 

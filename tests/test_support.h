@@ -21,6 +21,12 @@ inline std::string model_dir(const std::string& name) {
     return std::string(BITNET_TEST_DATA_DIR) + "/" + name;
 }
 
+// Models shipped in the repository's models/ folder (the trained default model); their
+// transformers reference lives in tests/data/<name>-reference.
+inline std::string shipped_model_dir(const std::string& name) {
+    return std::string(BITNET_TEST_DATA_DIR) + "/../../models/" + name;
+}
+
 // ../shared, present for developers and CI but not for a user who cloned only the repository.
 inline std::string shared_dir() {
     return BITNET_SHARED_DIR;

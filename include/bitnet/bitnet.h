@@ -7,6 +7,7 @@
 #include "bitnet/generate.h"
 #include "bitnet/model.h"
 #include "bitnet/model_cache.h"
+#include "bitnet/perplexity.h"
 #include "bitnet/sampling.h"
 #include "bitnet/tensor.h"
 #include "bitnet/tokenizer.h"

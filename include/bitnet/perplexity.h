@@ -1,7 +1,8 @@
 // Perplexity of a model over a text, computed as llama.cpp's llama-perplexity does, so numbers
 // can be compared across engines:
 //   - the whole text is tokenized once (with the BOS token when the tokenizer adds one) and cut
-//     into consecutive chunks of `context` tokens; a remainder shorter than a chunk is dropped;
+//     into consecutive chunks of `context` tokens; a remainder shorter than a chunk is dropped
+//     (one whole chunk is enough, where llama.cpp asks for two);
 //   - each chunk is evaluated from an empty KV cache, its first token replaced by BOS when the
 //     tokenizer adds one;
 //   - only the second half of each chunk is scored (the first half is context): the logits at

@@ -107,7 +107,7 @@ TOKENIZER_CASES = ["", " ", "\n\n\n", "hello world", "HELLO    WORLD", "tab\tnew
                    "<|begin_of_text|>User: hi<|eot_id|>Assistant: "]
 
 
-def write_reference(model_dir, out_dir, new_tokens=40):
+def write_reference(model_dir, out_dir, name, new_tokens=40):
     """What transformers (BitNetForCausalLM, float32, CPU) computes on the exported checkpoint, in
     the layout of ../shared/reference/*/reference.safetensors + reference.json."""
     from safetensors.torch import save_file
@@ -116,8 +116,7 @@ def write_reference(model_dir, out_dir, new_tokens=40):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
     eos = model.config.eos_token_id
-    ref, meta = {}, {"name": os.path.basename(os.path.normpath(model_dir)), "mode": "offline",
-                     "texts": [], "generations": []}
+    ref, meta = {}, {"name": name, "mode": "offline", "texts": [], "generations": []}
     for j, text in enumerate(REFERENCE_PROMPTS):
         ids = tok(text)["input_ids"]
         with torch.no_grad():

@@ -193,7 +193,6 @@ def verify_with_transformers(model_dir, heldout_x, heldout_y, device):
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     layer = hf.model.layers[0].self_attn.q_proj
     loss = mean_loss(lambda ids: hf(ids).logits, heldout_x, heldout_y, 16, autocast=False)
-    del hf
     return loss, type(layer).__name__
 
 
@@ -201,6 +200,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default="scratch/corpus")
     ap.add_argument("--out", default=os.environ.get("OUT", "scratch/train/out"))
+    ap.add_argument("--name", default="debdocs-41m", help="the model's name in reference.json")
     ap.add_argument("--tokenizer", help="an existing tokenizer.json (default: train one on the corpus)")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--shape", default="640x1728x9", help="HIDDENxFFNxLAYERS")
@@ -335,7 +335,7 @@ def main():
     if args.reference:
         try:
             t = time.time()
-            meta = export.write_reference(model_dir, os.path.join(args.out, "reference"))
+            meta = export.write_reference(model_dir, os.path.join(args.out, "reference"), args.name)
             for g in meta["generations"]:
                 log(f"greedy {g['prompt']}: {export.REFERENCE_PROMPTS[g['prompt']]!r} -> {g['decoded']!r} "
                     f"(min margin {g['min_margin']:.3f})")

@@ -151,6 +151,46 @@ constexpr int kTernaryCols = 2;
 #endif
 constexpr int kTernaryGemvRows = 8;  // enough independent accumulators to hide latency
 
+// y[(m + j) * ldy + i] = float(sum(acc[i * MT + j]) - row_sum[m + j]) * out_scale[m + j]: the
+// reductions of an RT x MT tile, and for a GEMV tile (MT = 1) one vector epilogue for its rows.
+// Eight horizontal sums in one vector, without a trip through memory (whose 128-bit stores a
+// wider reload could not forward from).
+inline __m256i reduce8_epi32(const __m512i* v) {
+    auto lanes = [](__m512i a, __m512i b, __m512i c, __m512i d) {
+        const __m512i ab =
+            _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+        const __m512i cd =
+            _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+        const __m512i s =
+            _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+        return _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    };
+    const __m256i lo = lanes(v[0], v[1], v[2], v[3]);  // {0 1 2 3 | 0 1 2 3} partial sums
+    const __m256i hi = lanes(v[4], v[5], v[6], v[7]);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+template <int RT, int MT>
+inline void store_ternary_outputs(const __m512i* acc, const QuantizedActivations& x, int m,
+                                  float* y, int ldy) {
+    if constexpr (RT == 8 && MT == 1) {
+        const __m256i d = _mm256_sub_epi32(reduce8_epi32(acc), _mm256_set1_epi32(x.row_sum[m]));
+        _mm256_storeu_ps(y + static_cast<size_t>(m) * ldy,
+                         _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(x.out_scale[m])));
+    } else {
+        int32_t dots[RT * MT];
+        reduce_all<RT * MT>(acc, dots);
+        for (int j = 0; j < MT; ++j) {
+            const int32_t row_sum = x.row_sum[m + j];
+            const float scale = x.out_scale[m + j];
+            float* yr = y + static_cast<size_t>(m + j) * ldy;
+            for (int i = 0; i < RT; ++i)
+                yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+        }
+    }
+}
+
 template <int RT, int MT>
 inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
                          float* y, int ldy) {
@@ -176,7 +216,11 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
         __m512i acc16[RT * MT];
         for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm512_setzero_si512();
 #endif
-        for (int s = 0; s < (b + 1 < n_blocks ? 4 : tail_steps); ++s) {
+        const int steps = b + 1 < n_blocks ? 4 : tail_steps;
+        // A fixed trip count keeps wv and acc in registers; the test skips padding steps.
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; ++s) {
+            if (s >= steps) break;
             __m512i xv[MT];
             for (int j = 0; j < MT; ++j) {
                 xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride +
@@ -202,14 +246,7 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
 #endif
     }
 
-    int32_t dots[RT * MT];
-    reduce_all<RT * MT>(acc, dots);
-    for (int j = 0; j < MT; ++j) {
-        const int32_t row_sum = x.row_sum[m + j];
-        const float scale = x.out_scale[m + j];
-        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
-        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-    }
+    store_ternary_outputs<RT, MT>(acc, x, m, y + r, ldy);
 }
 
 // Trits5: a 64-byte block holds 320 codes; with m_0 = the block and m_{i+1} = 3 m_i (bytewise,
@@ -260,7 +297,10 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
         __m512i acc16[RT * MT];
         for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm512_setzero_si512();
 #endif
-        for (int s = 0; s < (b + 1 < n_blocks ? 5 : tail_steps); ++s) {
+        const int steps = b + 1 < n_blocks ? 5 : tail_steps;
+#pragma GCC unroll 5
+        for (int s = 0; s < 5; ++s) {
+            if (s >= steps) break;
             __m512i xv[MT];
             for (int j = 0; j < MT; ++j) {
                 xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride +
@@ -297,14 +337,7 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
         acc[i] = _mm512_srai_epi32(_mm512_sub_epi32(three_m, acc_next[i]), 8);
     }
 #endif
-    int32_t dots[RT * MT];
-    reduce_all<RT * MT>(acc, dots);
-    for (int j = 0; j < MT; ++j) {
-        const int32_t row_sum = x.row_sum[m + j];
-        const float scale = x.out_scale[m + j];
-        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
-        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-    }
+    store_ternary_outputs<RT, MT>(acc, x, m, y + r, ldy);
 }
 
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
@@ -670,58 +703,106 @@ inline __m512 load_kv(const void* base, size_t off, __mmask16 m) {
     }
 }
 
+// Eight horizontal sums in one vector (see reduce8_epi32).
+inline __m256 reduce8_ps(const __m512* v) {
+    auto lanes = [](__m512 a, __m512 b, __m512 c, __m512 d) {
+        const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+        const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+        const __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                                       _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
+        return _mm256_add_ps(_mm512_castps512_ps256(s),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+    };
+    const __m256 lo = lanes(v[0], v[1], v[2], v[3]);
+    const __m256 hi = lanes(v[4], v[5], v[6], v[7]);
+    return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20),
+                         _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+// scratch[p] = scale * dot(q, k_p) for keys [p0, p0 + N).
+template <KvType T, int N>
+inline void attention_scores(const AttentionHeadArgs& a, int p0) {
+    __m512 acc[N];
+    for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
+    for (int d = 0; d < a.head_dim; d += 16) {
+        const __mmask16 m = mask16(a.head_dim - d);
+        const __m512 qv = _mm512_maskz_loadu_ps(m, a.q + d);
+        for (int i = 0; i < N; ++i) {
+            const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p0 + i) * a.row_stride + d, m);
+            acc[i] = _mm512_fmadd_ps(qv, kv, acc[i]);
+        }
+    }
+    if constexpr (N == 8) {
+        _mm256_storeu_ps(a.scratch + p0, _mm256_mul_ps(reduce8_ps(acc), _mm256_set1_ps(a.scale)));
+    } else {
+        for (int i = 0; i < N; ++i) a.scratch[p0 + i] = _mm512_reduce_add_ps(acc[i]) * a.scale;
+    }
+}
+
+// out[d0 .. d0 + 16 S) = sum_p scratch[p] * v_p: S 16-wide slices of head_dim held in registers
+// across all keys, U keys in flight so that the FMA chains overlap.
+template <KvType T, int S, int U>
+inline void attention_values(const AttentionHeadArgs& a, int d0) {
+    __mmask16 m[S];
+    for (int s = 0; s < S; ++s) m[s] = mask16(a.head_dim - d0 - 16 * s);
+    __m512 acc[U][S];
+    for (int u = 0; u < U; ++u) {
+        for (int s = 0; s < S; ++s) acc[u][s] = _mm512_setzero_ps();
+    }
+    auto key = [&](int u, int p) {
+        const __m512 pw = _mm512_set1_ps(a.scratch[p]);
+        const size_t row = static_cast<size_t>(p) * a.row_stride + d0;
+        for (int s = 0; s < S; ++s)
+            acc[u][s] = _mm512_fmadd_ps(pw, load_kv<T>(a.v, row + 16 * s, m[s]), acc[u][s]);
+    };
+    int p = 0;
+    for (; p + U <= a.n_keys; p += U) {
+        for (int u = 0; u < U; ++u) key(u, p + u);
+    }
+    for (; p < a.n_keys; ++p) key(0, p);
+    for (int s = 0; s < S; ++s) {
+        __m512 sum = acc[0][s];
+        for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][s]);
+        _mm512_mask_storeu_ps(a.out + d0 + 16 * s, m[s], sum);
+    }
+}
+
 template <KvType T>
 void attention_impl(const AttentionHeadArgs& a) {
-    const int hd = a.head_dim;
-    // Scores, four keys at a time so one reduction serves four dot products.
     int p = 0;
-    for (; p + 4 <= a.n_keys; p += 4) {
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                         _mm512_setzero_ps()};
-        for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = mask16(hd - d);
-            const __m512 qv = _mm512_maskz_loadu_ps(m, a.q + d);
-            for (int i = 0; i < 4; ++i) {
-                const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p + i) * a.row_stride + d, m);
-                acc[i] = _mm512_fmadd_ps(qv, kv, acc[i]);
-            }
-        }
-        _mm_storeu_ps(a.scratch + p,
-                      _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
-    }
-    for (; p < a.n_keys; ++p) {
-        __m512 acc = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = mask16(hd - d);
-            const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p) * a.row_stride + d, m);
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a.q + d), kv, acc);
-        }
-        a.scratch[p] = _mm512_reduce_add_ps(acc) * a.scale;
-    }
+    for (; p + 8 <= a.n_keys; p += 8) attention_scores<T, 8>(a, p);
+    for (; p < a.n_keys; ++p) attention_scores<T, 1>(a, p);
 
     softmax(a.scratch, a.n_keys);
 
-    // Weighted sum of v, one 16-wide slice of head_dim at a time, held in registers across
-    // all keys; two accumulators halve the FMA dependency chain.
-    for (int d = 0; d < hd; d += 16) {
-        const __mmask16 m = mask16(hd - d);
-        __m512 acc0 = _mm512_setzero_ps();
-        __m512 acc1 = _mm512_setzero_ps();
-        int k = 0;
-        for (; k + 2 <= a.n_keys; k += 2) {
-            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(a.scratch[k]),
-                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, m),
-                                   acc0);
-            acc1 = _mm512_fmadd_ps(
-                _mm512_set1_ps(a.scratch[k + 1]),
-                load_kv<T>(a.v, static_cast<size_t>(k + 1) * a.row_stride + d, m), acc1);
+    for (int d0 = 0; d0 < a.head_dim; d0 += 128) {
+        switch ((a.head_dim - d0 + 15) / 16) {
+            case 1:
+                attention_values<T, 1, 4>(a, d0);
+                break;
+            case 2:
+                attention_values<T, 2, 4>(a, d0);
+                break;
+            case 3:
+                attention_values<T, 3, 4>(a, d0);
+                break;
+            case 4:
+                attention_values<T, 4, 4>(a, d0);
+                break;
+            case 5:
+                attention_values<T, 5, 2>(a, d0);
+                break;
+            case 6:
+                attention_values<T, 6, 2>(a, d0);
+                break;
+            case 7:
+                attention_values<T, 7, 2>(a, d0);
+                break;
+            default:
+                attention_values<T, 8, 2>(a, d0);
+                break;
         }
-        if (k < a.n_keys) {
-            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(a.scratch[k]),
-                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, m),
-                                   acc0);
-        }
-        _mm512_mask_storeu_ps(a.out + d, m, _mm512_add_ps(acc0, acc1));
     }
 }
 
