@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "bitnet/tokenizer.h"
@@ -104,12 +105,21 @@ std::unique_ptr<GgufVocab> vocab_of(const std::string& dir, const Model& m) {
         gguf_vocab_from_tokenizer(*tok, static_cast<size_t>(m.config().vocab_size)));
 }
 
+// The folder of a model named in these tests: tests/data/<name>, or the shipped models/<name>.
+std::string source_dir(const std::string& name) {
+    return std::filesystem::exists(model_dir(name)) ? model_dir(name) : shipped_model_dir(name);
+}
+std::string reference_of(const std::string& name) {
+    return std::filesystem::exists(model_dir(name + "-reference")) ? model_dir(name + "-reference")
+                                                                   : model_dir(name);
+}
+
 std::string write_gguf(const ScratchDir& dir, const std::string& model_name, uint32_t type,
                        uint32_t embedding_type = 0) {
-    const auto m = Model::load(model_dir(model_name));
+    const auto m = Model::load(source_dir(model_name));
     const std::string out = dir.file(model_name + "." + gguf::tensor_type_name(type) + "." +
                                      std::to_string(embedding_type) + ".gguf");
-    export_gguf(*m, vocab_of(model_dir(model_name), *m).get(), out,
+    export_gguf(*m, vocab_of(source_dir(model_name), *m).get(), out,
                 {.ternary_type = type, .embedding_type = embedding_type});
     return out;
 }
@@ -220,14 +230,14 @@ TEST(GgufHeadPrecision, EachEmbeddingTypeCostsWhatTheReadmeStates) {
     // to int8). End to end, these random tiny models amplify any change through their int8
     // rounding (../shared/reference/README.md), so only the exact types must keep the bounds.
     ScratchDir dir("gguf-heads");
-    for (const char* model : {"tiny-packed", "tiny-master"}) {
+    for (const char* model : {"tiny-packed", "tiny-master", "debdocs-41m"}) {
         const auto f32 = Model::load(write_gguf(dir, model, gguf::BITNET_T2, gguf::GGML_F32));
         for (uint32_t t : {gguf::GGML_F32, gguf::GGML_BF16, gguf::GGML_F16, gguf::GGML_Q8_0,
                            gguf::BITNET_I8R}) {
             const std::string path = write_gguf(dir, model, gguf::BITNET_T2, t);
             const auto m = Model::load(path);
-            const double head = head_only_error(*m, *f32, model_dir(model));
-            const Agreement a = agreement(*m, model_dir(model));
+            const double head = head_only_error(*m, *f32, reference_of(model));
+            const Agreement a = agreement(*m, reference_of(model));
             const bool exact = t == gguf::GGML_F32 || t == gguf::GGML_BF16 || t == gguf::GGML_F16;
             if (exact) {
                 EXPECT_LT(head, 1e-6) << path;
