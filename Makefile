@@ -51,7 +51,7 @@ test-tsan: deps
 		-DBITNET_TSAN=ON -DBITNET_BUILD_BENCH=OFF
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target bitnet_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-		./$(BUILD)-tsan/tests/bitnet_tests --gtest_filter='$(TSAN_TESTS)'
+		$(BUILD)-tsan/tests/bitnet_tests --gtest_filter='$(TSAN_TESTS)'
 
 # libFuzzer on the model-file parsers (clang): FUZZ_SECONDS in all, half for the safetensors +
 # config loader, half for GGUF.
