@@ -15,8 +15,8 @@
 #include "model/format/gguf.h"
 #include "model/format/gguf_writer.h"
 #include "model/format/safetensors.h"
-#include "model/gguf_export.h"
 #include "model/forward.h"
+#include "model/gguf_export.h"
 #include "model/model_impl.h"
 #include "runtime/engine_impl.h"
 #include "test_support.h"
@@ -138,7 +138,8 @@ TEST_P(GgufConvertTest, ConvertedModelMeetsTheReferenceBounds) {
     const auto converted = Model::load(path);
     // Block types keep alpha as f16: exact for tiny-packed (bf16 scales), within f16 rounding
     // for tiny-master's float32 scales.
-    const bool f16_scale = GetParam().type == gguf::GGML_TQ1_0 || GetParam().type == gguf::GGML_TQ2_0;
+    const bool f16_scale =
+        GetParam().type == gguf::GGML_TQ1_0 || GetParam().type == gguf::GGML_TQ2_0;
     expect_same_ternary(*source, *converted, f16_scale ? 4.9e-4 : 0.0);
     expect_reference_bounds(agreement(*converted, model_dir(GetParam().model)),
                             path + " against transformers");
@@ -178,8 +179,7 @@ std::string convert_name(const testing::TestParamInfo<ConvertParam>& info) {
     return m + "_" + gguf::tensor_type_name(info.param.type);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, GgufConvertTest, testing::ValuesIn(convert_params()),
-                         convert_name);
+INSTANTIATE_TEST_SUITE_P(Types, GgufConvertTest, testing::ValuesIn(convert_params()), convert_name);
 
 TEST(GgufEngineLayout, TernaryTensorsAreUsedStraightFromTheMapping) {
     ScratchDir dir("gguf-mapped");
@@ -209,8 +209,8 @@ double head_only_error(const Model& m, const Model& f32_model, const std::string
     InferenceEngine::Impl& e = engine.impl();
     std::vector<double> errs;
     for (int j = 0; j < 64; ++j) {
-        const StTensor* h = ref.find("prompt." + std::to_string(j) + ".hidden." +
-                                     std::to_string(c.num_layers));
+        const StTensor* h =
+            ref.find("prompt." + std::to_string(j) + ".hidden." + std::to_string(c.num_layers));
         if (h == nullptr) continue;
         const int R = static_cast<int>(h->numel() / c.hidden_size);
         std::vector<float> got(static_cast<size_t>(R) * c.vocab_size), want(got.size());
@@ -232,8 +232,8 @@ TEST(GgufHeadPrecision, EachEmbeddingTypeCostsWhatTheReadmeStates) {
     ScratchDir dir("gguf-heads");
     for (const char* model : {"tiny-packed", "tiny-master", "debdocs-41m"}) {
         const auto f32 = Model::load(write_gguf(dir, model, gguf::BITNET_T2, gguf::GGML_F32));
-        for (uint32_t t : {gguf::GGML_F32, gguf::GGML_BF16, gguf::GGML_F16, gguf::GGML_Q8_0,
-                           gguf::BITNET_I8R}) {
+        for (uint32_t t :
+             {gguf::GGML_F32, gguf::GGML_BF16, gguf::GGML_F16, gguf::GGML_Q8_0, gguf::BITNET_I8R}) {
             const std::string path = write_gguf(dir, model, gguf::BITNET_T2, t);
             const auto m = Model::load(path);
             const double head = head_only_error(*m, *f32, reference_of(model));
@@ -286,8 +286,8 @@ class GgufBadModelTest : public testing::Test {
 
 TEST_F(GgufBadModelTest, MissingTensorIsNamed) {
     const std::string p = edited([](gguf::Writer& w) { w.remove_tensor("blk.1.ffn_up.weight"); });
-    EXPECT_TRUE(throws_error([&] { Model::load(p); }, ErrorCode::NotFound,
-                             {p, "blk.1.ffn_up.weight"}));
+    EXPECT_TRUE(
+        throws_error([&] { Model::load(p); }, ErrorCode::NotFound, {p, "blk.1.ffn_up.weight"}));
 }
 
 TEST_F(GgufBadModelTest, UnknownArchitectureIsNamed) {

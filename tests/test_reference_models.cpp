@@ -65,7 +65,7 @@ std::string reference_dir(const std::string& name) {
 std::string model_path(const std::string& name) {
     if (is_gguf(name) || name.find('/') != std::string::npos) return name;
     return std::filesystem::exists(model_dir(name + "-reference")) ? shipped_model_dir(name)
-                                                                  : model_dir(name);
+                                                                   : model_dir(name);
 }
 
 const Reference& reference(const std::string& name) {
@@ -143,7 +143,8 @@ std::vector<Param> all_params() {
     out.push_back({"debdocs-41m", cpu::select_isa(), false});
     // Every kernel level already runs on the checkpoints; a GGUF file only changes how the
     // weights arrive, so one level suffices for each.
-    for (const std::string& f : gguf_reference_files()) out.push_back({f, cpu::select_isa(), false});
+    for (const std::string& f : gguf_reference_files())
+        out.push_back({f, cpu::select_isa(), false});
     return out;
 }
 

@@ -50,9 +50,9 @@ std::vector<uint8_t> encode_dense(const DenseMatrix& m, uint32_t type, const std
     const std::vector<int64_t> dims = {m.cols, m.rows};
     const auto bytes = gguf::tensor_bytes(type, dims);
     if (!bytes) {
-        throw Error(ErrorCode::InvalidArgument,
-                    "tensor '" + name + "' cannot be stored as " + gguf::tensor_type_name(type) +
-                        " with " + std::to_string(m.cols) + " columns");
+        throw Error(ErrorCode::InvalidArgument, "tensor '" + name + "' cannot be stored as " +
+                                                    gguf::tensor_type_name(type) + " with " +
+                                                    std::to_string(m.cols) + " columns");
     }
     if (type == gguf_type_of(m.format) && m.format != DenseFormat::I8R && m.bytes() == *bytes) {
         // Same layout: copy the bytes, so a file converted to its own types is reproduced exactly.
@@ -136,8 +136,8 @@ uint32_t parse_dense_type(const std::string& name) {
     if (n == "bf16") return gguf::GGML_BF16;
     if (n == "q8_0") return gguf::GGML_Q8_0;
     if (n == "i8" || n == "i8r" || n == "bitnet_i8r") return gguf::BITNET_I8R;
-    throw Error(ErrorCode::InvalidArgument,
-                "unknown embedding/output type '" + name + "'; expected f32, f16, bf16, q8_0 or i8");
+    throw Error(ErrorCode::InvalidArgument, "unknown embedding/output type '" + name +
+                                                "'; expected f32, f16, bf16, q8_0 or i8");
 }
 
 void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& path,
@@ -145,7 +145,8 @@ void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& 
     const Model::Impl& m = model.impl();
     const ModelConfig& c = m.config;
     const ModelWeights& W = m.weights;
-    const bool engine_layout = o.ternary_type == gguf::BITNET_T2 || o.ternary_type == gguf::BITNET_T5;
+    const bool engine_layout =
+        o.ternary_type == gguf::BITNET_T2 || o.ternary_type == gguf::BITNET_T5;
     if (!engine_layout && !gguf::is_ternary_encodable(o.ternary_type)) {
         throw Error(ErrorCode::InvalidArgument,
                     gguf::tensor_type_name(o.ternary_type) + " is not a ternary type to write");
@@ -189,7 +190,8 @@ void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& 
     w.set_f32(p + "rope.freq_base", c.rope_theta);
     if (vocab != nullptr) add_gguf_vocab_metadata(*vocab, w);
 
-    const uint32_t embd_type = o.embedding_type ? o.embedding_type : gguf_type_of(W.embedding.format);
+    const uint32_t embd_type =
+        o.embedding_type ? o.embedding_type : gguf_type_of(W.embedding.format);
     w.add_tensor("token_embd.weight", {c.hidden_size, c.vocab_size}, embd_type,
                  encode_dense(W.embedding, embd_type, "token_embd.weight"));
     auto norm = [&](const std::string& name, const std::vector<float>& v) {
@@ -199,7 +201,7 @@ void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& 
     };
     norm("output_norm.weight", W.final_norm);
     if (!W.tied) {
-        const uint32_t out_type = o.output_type       ? o.output_type
+        const uint32_t out_type = o.output_type      ? o.output_type
                                   : o.embedding_type ? o.embedding_type
                                                      : gguf_type_of(W.lm_head_own.format);
         w.add_tensor("output.weight", {c.hidden_size, c.vocab_size}, out_type,

@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <thread>
-#include <cmath>
-#include <cstring>
 
 #include "bitnet/error.h"
 #include "kernels/cpu/ternary_pack.h"
@@ -78,8 +78,8 @@ ModelConfig GgufLoader::read_config() {
     auto int_key = [&](const std::string& key) {
         const int64_t v = f_.get_int(p + key);
         if (v <= 0 || v > (int64_t{1} << 30)) {
-            throw Error(ErrorCode::InvalidConfig, f_.path() + ": metadata '" + p + key +
-                                                      "' is " + std::to_string(v) +
+            throw Error(ErrorCode::InvalidConfig, f_.path() + ": metadata '" + p + key + "' is " +
+                                                      std::to_string(v) +
                                                       ", expected a positive size");
         }
         return static_cast<int>(v);
@@ -90,19 +90,20 @@ ModelConfig GgufLoader::read_config() {
     c.intermediate_size = int_key("feed_forward_length");
     c.num_layers = int_key("block_count");
     c.num_heads = int_key("attention.head_count");
-    c.num_kv_heads = f_.find(p + "attention.head_count_kv") ? int_key("attention.head_count_kv")
-                                                             : c.num_heads;
+    c.num_kv_heads =
+        f_.find(p + "attention.head_count_kv") ? int_key("attention.head_count_kv") : c.num_heads;
     c.head_dim = f_.find(p + "attention.key_length") ? int_key("attention.key_length")
-                                                      : c.hidden_size / c.num_heads;
+                                                     : c.hidden_size / c.num_heads;
     if (const auto rot = f_.get_int_opt(p + "rope.dimension_count"); rot && *rot != c.head_dim) {
         throw Error(ErrorCode::UnsupportedFormat,
                     f_.path() + ": metadata '" + p + "rope.dimension_count' is " +
                         std::to_string(*rot) + " but the head size is " +
-                        std::to_string(c.head_dim) + "; partial rotary embeddings are not supported");
+                        std::to_string(c.head_dim) +
+                        "; partial rotary embeddings are not supported");
     }
     c.max_position_embeddings = f_.find(p + "context_length") ? int_key("context_length") : 4096;
-    c.rms_norm_eps = static_cast<float>(
-        f_.get_float_opt(p + "attention.layer_norm_rms_epsilon").value_or(1e-5));
+    c.rms_norm_eps =
+        static_cast<float>(f_.get_float_opt(p + "attention.layer_norm_rms_epsilon").value_or(1e-5));
     c.rope_theta = static_cast<float>(f_.get_float_opt(p + "rope.freq_base").value_or(10000.0));
 
     const TensorEntry* embd = f_.find_tensor("token_embd.weight");
@@ -172,8 +173,8 @@ const TensorEntry& GgufLoader::expect(const std::string& name, std::vector<int64
     return *t;
 }
 
-void GgufLoader::record(const TensorEntry& t, const std::string& engine_format,
-                        size_t engine_bytes, size_t mapped) {
+void GgufLoader::record(const TensorEntry& t, const std::string& engine_format, size_t engine_bytes,
+                        size_t mapped) {
     const std::lock_guard<std::mutex> lock(record_mutex_);
     info_.tensors.push_back({t.name, gguf::tensor_type_name(t.type),
                              std::vector<int64_t>(t.dims.rbegin(), t.dims.rend()), t.bytes,
@@ -294,8 +295,8 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
         cpu::pack_ternary_row(values.data() + static_cast<size_t>(r) * in, in,
                               w.packed.data() + static_cast<size_t>(dst) * w.view.row_bytes());
     }
-    record(t, "ternary2 (repacked from " + gguf::tensor_type_name(t.type) + ")",
-           w.packed.bytes(), 0);
+    record(t, "ternary2 (repacked from " + gguf::tensor_type_name(t.type) + ")", w.packed.bytes(),
+           0);
     return w;
 }
 
@@ -358,10 +359,9 @@ ModelWeights GgufLoader::load(const ModelConfig& cfg) {
     // Tensors in file order, as `bitnet info --tensors` lists them.
     std::map<std::string, size_t> order;
     for (size_t i = 0; i < f_.tensors().size(); ++i) order[f_.tensors()[i].name] = i;
-    std::stable_sort(info_.tensors.begin(), info_.tensors.end(),
-                     [&](const TensorInfo& a, const TensorInfo& b) {
-                         return order[a.name] < order[b.name];
-                     });
+    std::stable_sort(
+        info_.tensors.begin(), info_.tensors.end(),
+        [&](const TensorInfo& a, const TensorInfo& b) { return order[a.name] < order[b.name]; });
     return w;
 }
 

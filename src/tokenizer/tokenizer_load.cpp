@@ -254,7 +254,8 @@ void apply_config(const JsonCtx& c, const json& cfg, TokenizerParts& p) {
 
 std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& path) {
     // A GGUF file carries its tokenizer in its metadata.
-    if (gguf::is_gguf_file(path)) return make_gguf_tokenizer(gguf_vocab_from_file(gguf::File(path)));
+    if (gguf::is_gguf_file(path))
+        return make_gguf_tokenizer(gguf_vocab_from_file(gguf::File(path)));
     fs::path file = path;
     std::error_code ec;
     if (fs::is_directory(file, ec)) file /= "tokenizer.json";

@@ -181,8 +181,8 @@ float decode_tq2_0(const uint8_t* data, int64_t rows, int64_t cols, int8_t* valu
             if (code3 != 0) {
                 for (int k = 0; k < kTqBlock; ++k) {
                     if (out[k] == 2) {
-                        bad_data(where, "2-bit code 3 (no ternary value) at " +
-                                            cell(r, b * kTqBlock + k));
+                        bad_data(where,
+                                 "2-bit code 3 (no ternary value) at " + cell(r, b * kTqBlock + k));
                     }
                 }
             }
