@@ -298,6 +298,9 @@ void expect_sane(const std::string& line, const Model& model, const BenchOptions
                 number(j, "achieved_gb_s") * 0.002);
     EXPECT_NEAR(number(j, "batch_ratio"), number(j, "batch_tok_s") / number(j, "gen_tok_s"),
                 number(j, "batch_ratio") * 0.002);
+    EXPECT_GT(number(j, "bandwidth_end_gb_s"), 0);
+    EXPECT_EQ(number(j, "bandwidth_gb_s"),
+              std::max(number(j, "bandwidth_start_gb_s"), number(j, "bandwidth_end_gb_s")));
     EXPECT_GE(number(j, "peak_rss_mb"), number(j, "model_mb"));
     EXPECT_GE(number(j, "max_rss_mb"), number(j, "peak_rss_mb"));
     EXPECT_NEAR(number(j, "kv_cache_mb"),

@@ -68,8 +68,9 @@ struct BenchResult {
     // when untied) and the KV cache (mean over the decode steps of one sequence).
     size_t bytes_per_token = 0;
     double kv_bytes_per_token = 0;
-    double achieved_gb_s = 0;    // (bytes_per_token + kv_bytes_per_token) * median gen tok/s
-    double bandwidth_gb_s = 0;   // measured ceiling; 0 when skipped
+    double achieved_gb_s = 0;   // (bytes_per_token + kv_bytes_per_token) * median gen tok/s
+    double bandwidth_gb_s = 0;  // measured ceiling: the better of before and after; 0: skipped
+    double bandwidth_start_gb_s = 0, bandwidth_end_gb_s = 0;
     double bandwidth_pct = 0;    // achieved / ceiling * 100
     size_t cache_bytes = 0;      // last-level cache
     bool fits_in_cache = false;  // weights + KV smaller than it: reads come from cache, not DRAM
