@@ -5,8 +5,8 @@
 
 #include <cstdint>
 #include <map>
-#include <span>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -212,8 +212,8 @@ void register_all() {
             const std::string name = std::string("decode_step/") + isa_name(best) +
                                      "/1m_t2_bf16/context=" + std::to_string(context) +
                                      "/threads=" + std::to_string(threads);
-            benchmark::RegisterBenchmark(name.c_str(), bench_decode_step, best, "1m", "t2",
-                                         "bf16", threads, context)
+            benchmark::RegisterBenchmark(name.c_str(), bench_decode_step, best, "1m", "t2", "bf16",
+                                         threads, context)
                 ->Unit(benchmark::kMicrosecond);
         }
     }

@@ -30,8 +30,8 @@ std::vector<float> all_logits(const Model::Impl& model, cpu::Isa isa, bool refer
     Arena arena;
     KVCache cache(c, static_cast<int>(kPrompt.size()), cpu::KvType::F32);
     std::vector<float> logits(kPrompt.size() * static_cast<size_t>(c.vocab_size));
-    ForwardItem item{&cache, kPrompt.data(), static_cast<int>(kPrompt.size()), true,
-                     logits.data(), nullptr};
+    ForwardItem item{&cache, kPrompt.data(), static_cast<int>(kPrompt.size()),
+                     true,   logits.data(),  nullptr};
     ForwardPass pass(model, cpu::kernels(isa), pool, arena, reference_numerics);
     pass.run(std::span<ForwardItem>(&item, 1));
     return logits;
@@ -83,8 +83,8 @@ TEST_P(WeightFormatTest, HeadFormatsKeepTheLogitsWithinTheirPrecision) {
             convert_dense(convert_dense(original, DenseFormat::F32), c.format);
         const std::vector<float> got = all_logits(*model, GetParam(), c.reference_numerics);
         const double err = rel_l2(got, f32);
-        EXPECT_LT(err, c.max_rel_l2) << dense_format_name(c.format)
-                                     << (c.reference_numerics ? " (float activations)" : "");
+        EXPECT_LT(err, c.max_rel_l2)
+            << dense_format_name(c.format) << (c.reference_numerics ? " (float activations)" : "");
         RecordProperty(std::string("rel_l2_") + dense_format_name(c.format) +
                            (c.reference_numerics ? "_float" : ""),
                        std::to_string(err));
