@@ -58,7 +58,6 @@ class GgufLoader {
 
     const gguf::File& f_;
     ModelInfo& info_;
-    const ModelConfig* cfg_ = nullptr;
     bool engine_file_ = false;
     std::mutex record_mutex_;  // bitlinear() runs on several threads
     bool llama_permuted_ = false;
@@ -301,7 +300,6 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
 }
 
 ModelWeights GgufLoader::load(const ModelConfig& cfg) {
-    cfg_ = &cfg;
     const int H = cfg.hidden_size, F = cfg.intermediate_size, V = cfg.vocab_size;
     const int QD = cfg.num_heads * cfg.head_dim, KD = cfg.num_kv_heads * cfg.head_dim;
     ModelWeights w;

@@ -27,57 +27,59 @@ struct ConvertArgs {
     bool quiet = false;
 };
 
-void run_convert(ConvertArgs a) {
+// What is written: the model, its tokenizer metadata (none for a synthetic model) and a name.
+struct Source {
+    std::shared_ptr<const Model> model;
+    std::unique_ptr<GgufVocab> vocab;
+    std::string name;
+};
+
+Source open_source(const ConvertArgs& a) {
+    Source src;
     if (!a.synthetic.empty()) {
         // Random weights of a named shape, e.g. a 2B-shaped file to benchmark a peer engine on.
-        if (a.output.empty()) a.output = a.input;
-        const auto model = make_synthetic_model({.shape = a.synthetic});
-        GgufExportOptions o;
-        o.ternary_type = parse_ternary_type(a.type);
-        o.embedding_type = a.embedding == "keep" ? 0 : parse_dense_type(a.embedding);
-        o.name = "synthetic-" + a.synthetic;
-        ProgressBar bar("writing " + a.output, !a.quiet);
-        o.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
-        export_gguf(*model, nullptr, a.output, o);
-        bar.finish();
-        std::printf("wrote %s (synthetic %s, %s projections, no tokenizer)\n", a.output.c_str(),
-                    a.synthetic.c_str(), gguf::tensor_type_name(o.ternary_type).c_str());
-        return;
+        src.model = make_synthetic_model({.shape = a.synthetic});
+        src.name = "synthetic-" + a.synthetic;
+        return src;
     }
+    src.model = Model::load(a.input);
+    // A GGUF source keeps its tokenizer metadata as written; a checkpoint's tokenizer.json is
+    // translated the way llama.cpp's converter does.
+    if (gguf::is_gguf_file(a.input)) {
+        const gguf::File file(a.input);
+        src.vocab = std::make_unique<GgufVocab>(gguf_vocab_from_file(file));
+        src.name = file.get_string_opt("general.name").value_or("");
+        return src;
+    }
+    try {
+        const auto tokenizer = Tokenizer::load(a.input);
+        src.vocab = std::make_unique<GgufVocab>(gguf_vocab_from_tokenizer(
+            *tokenizer, static_cast<size_t>(src.model->config().vocab_size)));
+    } catch (const Error& e) {
+        if (e.code() != ErrorCode::NotFound) throw;
+        std::fprintf(stderr, "bitnet convert: no tokenizer found beside %s; writing none\n",
+                     a.input.c_str());
+    }
+    return src;
+}
+
+void run_convert(ConvertArgs a) {
+    // With --synthetic the one positional argument is the output file.
+    if (!a.synthetic.empty() && a.output.empty()) a.output = a.input;
     if (a.output.empty()) throw Error(ErrorCode::InvalidArgument, "convert: no output file given");
-    const auto model = Model::load(a.input);
-    std::shared_ptr<const Tokenizer> tokenizer;
-    if (!gguf::is_gguf_file(a.input)) {
-        try {
-            tokenizer = Tokenizer::load(a.input);
-        } catch (const Error& e) {
-            if (e.code() != ErrorCode::NotFound) throw;
-            std::fprintf(stderr, "bitnet convert: no tokenizer found beside %s; writing none\n",
-                         a.input.c_str());
-        }
-    }
     GgufExportOptions o;
     o.ternary_type = parse_ternary_type(a.type);
     o.embedding_type = a.embedding == "keep" ? 0 : parse_dense_type(a.embedding);
     o.output_type = a.output_head == "keep" ? 0 : parse_dense_type(a.output_head);
-    o.name = a.name;
+    const Source src = open_source(a);
+    o.name = a.name.empty() ? src.name : a.name;
     ProgressBar bar("writing " + a.output, !a.quiet);
     o.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
-    // A GGUF source keeps its tokenizer metadata as written; a checkpoint's tokenizer.json is
-    // translated the way llama.cpp's converter does.
-    std::unique_ptr<GgufVocab> vocab;
-    if (gguf::is_gguf_file(a.input)) {
-        const gguf::File source(a.input);
-        vocab = std::make_unique<GgufVocab>(gguf_vocab_from_file(source));
-        if (o.name.empty()) o.name = source.get_string_opt("general.name").value_or("");
-    } else if (tokenizer) {
-        vocab = std::make_unique<GgufVocab>(
-            gguf_vocab_from_tokenizer(*tokenizer, static_cast<size_t>(model->config().vocab_size)));
-    }
-    export_gguf(*model, vocab.get(), a.output, o);
+    export_gguf(*src.model, src.vocab.get(), a.output, o);
     bar.finish();
-    std::printf("wrote %s (%s projections) from %s\n", a.output.c_str(),
-                gguf::tensor_type_name(o.ternary_type).c_str(), model->info().format.c_str());
+    std::printf("wrote %s (%s projections%s) from %s\n", a.output.c_str(),
+                gguf::tensor_type_name(o.ternary_type).c_str(), src.vocab ? "" : ", no tokenizer",
+                src.model->info().format.c_str());
 }
 
 }  // namespace
