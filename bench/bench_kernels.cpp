@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/arena.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/ternary_pack.h"
 #include "model/forward.h"
 #include "model/model_impl.h"
 #include "model/synthetic_model.h"
@@ -35,21 +37,28 @@ struct XorShift {
     float uniform() { return static_cast<float>(next() >> 8) * (2.f / 16777216.f) - 1.f; }
 };
 
+// Random weights in the 2-bit layout; Trits5 when `trits5` (random canonical bytes).
 struct TernaryWeights {
     int rows, cols;
+    TernaryLayout layout;
     AlignedBuffer<uint8_t> data;
-    TernaryWeights(int r, int c)
-        : rows(r), cols(c), data(static_cast<size_t>(r) * round_up(c, kTernaryBlock) / 4) {
+    TernaryWeights(int r, int c, bool trits5 = false)
+        : rows(r),
+          cols(c),
+          layout(trits5 ? TernaryLayout::Trits5 : TernaryLayout::Bits2),
+          data(ternary_packed_bytes(r, c, layout)) {
         XorShift rng;
         for (size_t i = 0; i < data.size(); ++i) {
+            if (trits5) {
+                data[i] = static_cast<uint8_t>((rng.next() % 243 * 256 + 242) / 243);
+                continue;
+            }
             uint8_t b = 0;
             for (int j = 0; j < 4; ++j) b = static_cast<uint8_t>(b | ((rng.next() % 3) << (2 * j)));
             data[i] = b;
         }
     }
-    TernaryMatrixView view() const {
-        return {data.data(), rows, cols, round_up(cols, kTernaryBlock)};
-    }
+    TernaryMatrixView view() const { return make_ternary_view(data.data(), rows, cols, layout); }
 };
 
 struct Activations {
@@ -80,19 +89,20 @@ struct Activations {
 // Built on first use and shared by every level, so setup is paid once per shape.
 template <typename T, typename... Args>
 const T& cached(Args... args) {
-    static std::map<std::pair<int, int>, std::unique_ptr<T>> cache;
-    auto& slot = cache[std::pair<int, int>(args...)];
+    static std::map<std::tuple<Args...>, std::unique_ptr<T>> cache;
+    auto& slot = cache[std::tuple<Args...>(args...)];
     if (!slot) slot = std::make_unique<T>(args...);
     return *slot;
 }
 
-void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m) {
+void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m, bool trits5) {
     const KernelTable& k = kernels(isa);
-    const TernaryWeights& w = cached<TernaryWeights>(rows, cols);
+    const TernaryWeights& w = cached<TernaryWeights>(rows, cols, trits5);
     const Activations& x = cached<Activations>(m, cols);
     std::vector<float> y(static_cast<size_t>(m) * rows);
+    const QuantizedActivations acts = x.view();
     for (auto _ : state) {
-        k.ternary_gemm(w.view(), 0, rows, x.view(), y.data(), rows);
+        k.ternary_gemm(w.view(), 0, rows, acts, y.data(), rows);
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
@@ -146,17 +156,74 @@ void bench_quantize(benchmark::State& state, Isa isa, int n) {
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 
+// One query head over n_keys cached positions (f32 KV, 5 KV heads per row as in 2B-4T).
+void bench_attention(benchmark::State& state, Isa isa, int head_dim, int n_keys) {
+    const KernelTable& k = kernels(isa);
+    const size_t stride = static_cast<size_t>(5) * head_dim;
+    std::vector<float> kv(stride * n_keys * 2), q(head_dim), scratch(n_keys), out(head_dim);
+    XorShift rng;
+    for (float& v : kv) v = rng.uniform();
+    for (float& v : q) v = rng.uniform();
+    AttentionHeadArgs a;
+    a.q = q.data();
+    a.k = kv.data();
+    a.v = kv.data() + stride * n_keys;
+    a.row_stride = stride;
+    a.n_keys = n_keys;
+    a.head_dim = head_dim;
+    a.scale = 0.125f;
+    a.scratch = scratch.data();
+    a.out = out.data();
+    for (auto _ : state) {
+        k.attention_head(a);
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n_keys * head_dim);
+}
+
+// Synthetic models are built once per (shape, weights, head) and shared by the benchmarks.
+const Model::Impl& synthetic(const std::string& shape, const std::string& weights,
+                             const std::string& head) {
+    static std::map<std::string, std::shared_ptr<const Model>> cache;
+    std::shared_ptr<const Model>& slot = cache[shape + "/" + weights + "/" + head];
+    if (!slot) {
+        SyntheticSpec spec;
+        spec.shape = shape;
+        spec.weights = weights;
+        spec.head = head;
+        slot = make_synthetic_model(spec);
+    }
+    return slot->impl();
+}
+
+// Prefill of one `tokens`-token prompt through a whole synthetic model (logits of the last
+// token only, as generation needs).
+void bench_prefill(benchmark::State& state, Isa isa, const std::string& shape,
+                   const std::string& weights, const std::string& head, int threads, int tokens) {
+    const Model::Impl& impl = synthetic(shape, weights, head);
+    ThreadPool pool(threads);
+    Arena arena;
+    KVCache cache(impl.config, tokens, KvType::F32);
+    std::vector<int32_t> prompt(static_cast<size_t>(tokens));
+    for (int i = 0; i < tokens; ++i) prompt[i] = (i * 37 + 11) % impl.config.vocab_size;
+    std::vector<float> logits(static_cast<size_t>(impl.config.vocab_size));
+    ForwardPass pass(impl, kernels(isa), pool, arena);
+    for (auto _ : state) {
+        arena.reset();
+        cache.set_length(0);
+        ForwardItem item{&cache, prompt.data(), tokens, false, logits.data(), nullptr};
+        pass.run(std::span<ForwardItem>(&item, 1));
+        benchmark::DoNotOptimize(logits.data());
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * tokens);
+}
+
 // One decode step of a whole synthetic model (embedding, every layer, head) with `context`
 // tokens already cached: the per-token latency of generation without sampling or API.
 void bench_decode_step(benchmark::State& state, Isa isa, const std::string& shape,
                        const std::string& weights, const std::string& head, int threads,
                        int context) {
-    SyntheticSpec spec;
-    spec.shape = shape;
-    spec.weights = weights;
-    spec.head = head;
-    const std::shared_ptr<const Model> model = make_synthetic_model(spec);
-    const Model::Impl& impl = model->impl();
+    const Model::Impl& impl = synthetic(shape, weights, head);
     ThreadPool pool(threads);
     Arena arena;
     KVCache cache(impl.config, context + 1, KvType::F32);
@@ -182,19 +249,30 @@ void register_all() {
         const char* name;
         int rows, cols;
     };
-    const Shape shapes[] = {
-        {"qkv", 3840, 2560}, {"o", 2560, 2560}, {"gate_up", 13824, 2560}, {"down", 2560, 6912}};
+    const Shape shapes[] = {{"qkv", 3840, 2560},
+                            {"o", 2560, 2560},
+                            {"gate_up", 13824, 2560},
+                            {"down", 2560, 6912},
+                            // 128 MiB of 2-bit weights, past every cache: GEMV at DRAM bandwidth.
+                            {"dram", 204800, 2560}};
     for (Isa isa : supported_isas()) {
         const std::string level = isa_name(isa);
         for (const Shape& s : shapes) {
             for (int m : {1, 8, 128}) {
+                if (std::string(s.name) == "dram" && (m > 1 || isa == Isa::Scalar)) continue;
                 // The scalar reference would take seconds per prefill call; its GEMV is the
                 // baseline.
                 if (isa == Isa::Scalar && m > 1) continue;
                 const std::string name = "ternary_gemm/" + level + "/" + s.name + "_" +
                                          std::to_string(s.rows) + "x" + std::to_string(s.cols) +
                                          "/M=" + std::to_string(m);
-                benchmark::RegisterBenchmark(name.c_str(), bench_ternary, isa, s.rows, s.cols, m)
+                benchmark::RegisterBenchmark(name.c_str(), bench_ternary, isa, s.rows, s.cols, m,
+                                             false)
+                    ->Unit(benchmark::kMicrosecond);
+                // The 1.6-bit layout ("ternary5_gemm": bytes are its 20% smaller weights).
+                const std::string name5 = "ternary5_gemm" + name.substr(name.find('/'));
+                benchmark::RegisterBenchmark(name5.c_str(), bench_ternary, isa, s.rows, s.cols, m,
+                                             true)
                     ->Unit(benchmark::kMicrosecond);
             }
         }
@@ -202,11 +280,39 @@ void register_all() {
             ("dense_gemm_bf16/" + level + "/lm_head_128256x2560/M=1").c_str(), bench_lm_head, isa,
             128256, 2560)
             ->Unit(benchmark::kMicrosecond);
+        for (const auto& [hd, keys] :
+             std::vector<std::pair<int, int>>{{32, 64}, {128, 128}, {128, 1024}}) {
+            benchmark::RegisterBenchmark(("attention_head/" + level + "/head_dim=" +
+                                          std::to_string(hd) + "/keys=" + std::to_string(keys))
+                                             .c_str(),
+                                         bench_attention, isa, hd, keys)
+                ->Unit(benchmark::kNanosecond);
+        }
         benchmark::RegisterBenchmark(("quantize_row_i8/" + level + "/2560").c_str(), bench_quantize,
                                      isa, 2560)
             ->Unit(benchmark::kNanosecond);
     }
     const Isa best = supported_isas().back();
+    // The whole 2B-4T-shaped model (1.2 GB of weights built in memory, slow to set up): run
+    // with --benchmark_filter=2b.
+    for (int threads : {1, 2}) {
+        for (const char* weights : {"t2", "t5"}) {
+            const std::string w = weights;
+            const std::string head = w == "t2" ? "bf16" : "i8";
+            const std::string suffix =
+                "/2b_" + w + "_" + head + "/threads=" + std::to_string(threads);
+            benchmark::RegisterBenchmark(
+                (std::string("prefill/") + isa_name(best) + suffix + "/tokens=128").c_str(),
+                bench_prefill, best, "2b", w, head, threads, 128)
+                ->Unit(benchmark::kMillisecond)
+                ->MinTime(2.0);
+            benchmark::RegisterBenchmark(
+                (std::string("decode_step/") + isa_name(best) + suffix + "/context=128").c_str(),
+                bench_decode_step, best, "2b", w, head, threads, 128)
+                ->Unit(benchmark::kMillisecond)
+                ->MinTime(2.0);
+        }
+    }
     for (int context : {16, 128}) {
         for (int threads : {1, 2}) {
             const std::string name = std::string("decode_step/") + isa_name(best) +

@@ -206,6 +206,8 @@ TEST_P(KernelTest, TableIsTheRequestedLevel) {
 
 // Runs ternary_gemm of both levels over rows [r_begin, r_end) into a y with spare columns, and
 // checks every element bit for bit (untouched ones included).
+// Runs ternary_gemm of both levels over rows [r_begin, r_end) into a y with spare columns, and
+// checks every element bit for bit (untouched ones included).
 void check_ternary(const KernelTable& k, const TernaryProblem& p, int r_begin, int r_end) {
     const int ldy = p.rows + 3;
     std::vector<float> y_ref(static_cast<size_t>(p.batch) * ldy, -7.f);
@@ -214,9 +216,9 @@ void check_ternary(const KernelTable& k, const TernaryProblem& p, int r_begin, i
     k.ternary_gemm(p.view(), r_begin, r_end, p.acts(), y.data(), ldy);
     for (size_t i = 0; i < y.size(); ++i) {
         ASSERT_TRUE(same_bits(y[i], y_ref[i]))
-            << "rows=" << p.rows << " cols=" << p.cols << " batch=" << p.batch << " range=["
-            << r_begin << "," << r_end << ") m=" << i / ldy << " r=" << i % ldy << ": " << y[i]
-            << " vs " << y_ref[i];
+            << layout_name(p.layout) << " rows=" << p.rows << " cols=" << p.cols
+            << " batch=" << p.batch << " range=[" << r_begin << "," << r_end << ") m=" << i / ldy
+            << " r=" << i % ldy << ": " << y[i] << " vs " << y_ref[i];
     }
 }
 
@@ -224,7 +226,7 @@ TEST_P(KernelTest, TernaryGemmShapes) {
     for (TernaryLayout layout : kLayouts) {
         for (int cols : kCols) {
             for (int rows : {1, 2, 7, 8, 33}) {
-                for (int batch : {1, 2, 3, 5, 8, 17}) {
+                for (int batch : {1, 2, 3, 5, 8, 17, 40}) {
                     const TernaryProblem p(rows, cols, batch,
                                            1000u + 37u * cols + 7u * rows + batch, layout);
                     check_ternary(k(), p, 0, rows);
@@ -236,7 +238,8 @@ TEST_P(KernelTest, TernaryGemmShapes) {
 
 TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
     for (TernaryLayout layout : kLayouts) {
-        for (int batch = 1; batch <= 17; ++batch) {
+        for (int batch : {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,
+                          15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 79, 80, 96, 129}) {
             const TernaryProblem p(37, 767, batch, 500u + batch, layout);
             check_ternary(k(), p, 0, p.rows);
         }
@@ -245,7 +248,7 @@ TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
 
 TEST_P(KernelTest, TernaryGemmRowRanges) {
     for (TernaryLayout layout : kLayouts) {
-        for (int batch : {1, 4, 6}) {
+        for (int batch : {1, 4, 6, 20}) {
             const TernaryProblem p(41, 500, batch, 77u + batch, layout);
             for (const auto& [b, e] :
                  std::vector<std::pair<int, int>>{{3, 41}, {5, 6}, {9, 30}, {13, 13}, {1, 40}}) {
@@ -283,17 +286,17 @@ TEST_P(KernelTest, TernaryGemmExtremeActivations) {
     // 16-bit partial sums of the maddubs path and the Trits5 accumulators can see.
     for (TernaryLayout layout : kLayouts) {
         for (int cols : {2560, 6912}) {
-            TernaryProblem p(4, cols, 2, 9u, layout);
+            TernaryProblem p(4, cols, 18, 9u, layout);
             for (int r = 0; r < 4; ++r) {
                 const int8_t w = static_cast<int8_t>(r == 0 ? -1 : r == 1 ? 1 : r == 2 ? 0 : 1);
                 std::fill(p.values.begin() + static_cast<ptrdiff_t>(r) * cols,
                           p.values.begin() + static_cast<ptrdiff_t>(r + 1) * cols, w);
             }
             p.repack();
-            for (int m = 0; m < 2; ++m) {
+            for (int m = 0; m < p.batch; ++m) {
                 int8_t* qm = p.q.data() + static_cast<size_t>(m) * p.stride;
-                std::fill(qm, qm + cols, static_cast<int8_t>(m == 0 ? -128 : 127));
-                p.row_sum[m] = (m == 0 ? -128 : 127) * cols;
+                std::fill(qm, qm + cols, static_cast<int8_t>(m % 2 == 0 ? -128 : 127));
+                p.row_sum[m] = (m % 2 == 0 ? -128 : 127) * cols;
             }
             check_ternary(k(), p, 0, 4);
         }

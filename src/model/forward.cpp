@@ -194,11 +194,14 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     });
     const int group = c.num_heads / c.num_kv_heads;
     const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+    // Units run head-major (all tokens of head 0, then head 1, ...): a thread's contiguous
+    // share then holds early and late tokens alike, where token-major shares would give the
+    // last thread the longest causal rows of a prompt.
     pool_.parallel_for(static_cast<int64_t>(M) * c.num_heads, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {
-            const int64_t t = u / c.num_heads;
-            const int head = static_cast<int>(u % c.num_heads);
+            const int64_t t = u % M;
+            const int head = static_cast<int>(u / M);
             const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[t])].cache;
             const int n_keys = b.pos[t] + 1;
             if (scratch.size() < static_cast<size_t>(n_keys))
