@@ -246,6 +246,17 @@ TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
     }
 }
 
+// Matrices past 1 MiB take the paths that prefetch weights from memory (the GEMV and few-row
+// tiles, and the panels of many-row products); prefetching must not change a result.
+TEST_P(KernelTest, TernaryGemmLargeMatrices) {
+    for (TernaryLayout layout : kLayouts) {
+        for (int batch : {1, 3, 13}) {
+            const TernaryProblem p(1903, 2600, batch, 900u + batch, layout);
+            check_ternary(k(), p, 5, p.rows);
+        }
+    }
+}
+
 TEST_P(KernelTest, TernaryGemmRowRanges) {
     for (TernaryLayout layout : kLayouts) {
         for (int batch : {1, 4, 6, 20}) {

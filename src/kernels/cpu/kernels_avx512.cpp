@@ -63,18 +63,22 @@ inline __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
 template <int N>
 inline void reduce_all(const __m512i* v, int32_t* out) {
     int i = 0;
+#pragma GCC unroll 64
     for (; i + 4 <= N; i += 4) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
                          reduce4_epi32(v[i], v[i + 1], v[i + 2], v[i + 3]));
     }
+#pragma GCC unroll 64
     for (; i < N; ++i) out[i] = _mm512_reduce_add_epi32(v[i]);
 }
 
 template <int N>
 inline void reduce_all(const __m512* v, float* out) {
     int i = 0;
+#pragma GCC unroll 64
     for (; i + 4 <= N; i += 4)
         _mm_storeu_ps(out + i, reduce4_ps(v[i], v[i + 1], v[i + 2], v[i + 3]));
+#pragma GCC unroll 64
     for (; i < N; ++i) out[i] = _mm512_reduce_add_ps(v[i]);
 }
 
@@ -209,6 +213,9 @@ inline void store_ternary_outputs(const __m512i* acc, const QuantizedActivations
                                   float* y, int ldy) {
     if constexpr (RT == 8 || RT == 4) {
         // Per activation row, the RT sums as one vector: reduce, subtract, convert, scale.
+        // Loops that index acc are unrolled: an indexed array stays in memory, and GCC then
+        // stores every accumulator in the main loop as well (twice the stores of the FMAs).
+#pragma GCC unroll 16
         for (int j = 0; j < MT; ++j) {
             float* yr = y + static_cast<size_t>(m + j) * ldy;
             if constexpr (RT == 8) {
@@ -257,7 +264,6 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
 
     for (int b = 0; b < n_blocks; ++b) {
-        if constexpr (kPrefetch) prefetch_tile_ahead<RT>(wp, row_bytes, b);
         __m512i wv[RT];
         for (int i = 0; i < RT; ++i) wv[i] = _mm512_loadu_si512(wp + i * row_bytes + b * 64);
 #if !BITNET_VNNI
@@ -293,6 +299,9 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
             acc[i] = _mm512_add_epi32(acc[i], _mm512_madd_epi16(acc16[i], ones));
         }
 #endif
+        // Here, after the block's steps: at the top of the loop the prefetch makes GCC 12 store
+        // every accumulator to the stack after each multiply-add.
+        if constexpr (kPrefetch) prefetch_tile_ahead<RT>(wp, row_bytes, b);
     }
 
     store_ternary_outputs<RT, MT>(acc, x, m, y + r, ldy);
@@ -476,14 +485,133 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     }
 }
 
+#if BITNET_VNNI
+// ---- panel GEMM: many activation rows (prompts, batches) ------------------------------------
+//
+// With many activation rows the tiles above are bound by the multiply-add port, and a third of
+// what they issue is code extraction (and + shift, or the Trits5 comparisons) repeated for
+// every activation tile. Here the codes of a few matrix rows are unpacked once, into a panel of
+// one byte a weight in k order (L1/L2-resident), and every activation tile then runs pure
+// loads and vpdpbusd over it. Both layouts share the inner loop, so 1.6-bit prefill runs at
+// 2-bit speed.
+constexpr int kPanelRows = 4;
+constexpr int kPanelCols = 4;
+constexpr int kPanelMaxSteps = 256;  // 64-column steps: rows of up to 16,384 columns
+
+// Codes (0..2) of matrix rows [r, r + rows) into panel rows of ksteps * 64 bytes.
+inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps, int8_t* panel) {
+    const bool trits5 = w.layout == TernaryLayout::Trits5;
+    const int per_block = trits5 ? 5 : 4;
+    const size_t row_bytes = w.row_bytes();
+    const __m512i mask3 = _mm512_set1_epi8(3);
+    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    const __m512i t1 = _mm512_set1_epi8(86), t2 = _mm512_set1_epi8(static_cast<char>(171));
+    for (int i = 0; i < rows; ++i) {
+        const uint8_t* wr = w.data + static_cast<size_t>(r + i) * row_bytes;
+        int8_t* out = panel + static_cast<size_t>(i) * ksteps * 64;
+        for (int b = 0, t = 0; t < ksteps; ++b) {
+            __m512i v = _mm512_loadu_si512(wr + b * 64);
+            for (int s = 0; s < per_block && t < ksteps; ++s, ++t) {
+                __m512i c;
+                if (trits5) {
+                    c = _mm512_mask_mov_epi8(
+                        _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(v, t1), one),
+                        _mm512_cmpge_epu8_mask(v, t2), two);
+                    v = _mm512_add_epi8(v, _mm512_add_epi8(v, v));
+                } else {
+                    c = _mm512_and_si512(v, mask3);
+                    v = _mm512_srli_epi16(v, 2);
+                }
+                _mm512_store_si512(out + t * 64, c);
+            }
+        }
+    }
+}
+
+template <int RT, int MT>
+inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivations& x, int m,
+                       float* y, int ldy) {
+    const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
+    const size_t panel_row = static_cast<size_t>(ksteps) * 64;
+    __m512i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
+    // Steps go in pairs with a fixed trip count, which keeps acc in registers (GCC 12 spills
+    // the accumulators of a loop with a variable trip count).
+    for (int t0 = 0; t0 < ksteps; t0 += 2) {
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; ++u) {
+            const int t = t0 + u;
+            if (t >= ksteps) break;
+            __m512i xv[MT];
+            for (int j = 0; j < MT; ++j)
+                xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride + t * 64);
+            for (int i = 0; i < RT; ++i) {
+                const __m512i c = _mm512_load_si512(panel + i * panel_row + t * 64);
+                for (int j = 0; j < MT; ++j)
+                    acc[i * MT + j] = _mm512_dpbusd_epi32(acc[i * MT + j], c, xv[j]);
+            }
+        }
+    }
+    store_ternary_outputs<RT, MT>(acc, x, m, y, ldy);
+}
+
+// Whether the panel GEMM serves this product (and can: rows of at most kPanelMaxSteps steps).
+// Measured on Zen 4 with the matrix in cache: Trits5 panels beat its tiles from 5 activation
+// rows on (the tiles' comparisons cost most); Bits2 tiles extract codes with two cheap
+// instructions and stay ahead up to 8 rows, even at 12, and fall behind from 16 (216 against
+// 171 G multiply-adds/s at 128).
+inline bool panel_gemm_applies(const TernaryMatrixView& w, const QuantizedActivations& x) {
+    const int min_rows = w.layout == TernaryLayout::Trits5 ? kTernary5Cols + 1 : 12;
+    return x.rows >= min_rows && (w.cols + 63) / 64 <= kPanelMaxSteps;
+}
+
+void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
+                         const QuantizedActivations& x, float* y, int ldy) {
+    // Columns past cols meet zero activations, so the panel covers whole 64-column steps only.
+    const int ksteps = (w.cols + 63) / 64;
+    alignas(64) int8_t panel[kPanelRows * kPanelMaxSteps * 64];
+    // Weights from memory: each panel prefetches the next one's bytes, which arrive while
+    // every activation tile passes over this one.
+    const size_t row_bytes = w.row_bytes();
+    const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
+    auto tile = [&](auto rt, auto mt, int r, int m) {
+        constexpr int R = decltype(rt)::value;
+        if (m == 0) {
+            if (prefetch && r + 2 * R <= r_end) {
+                const uint8_t* next = w.data + static_cast<size_t>(r + R) * row_bytes;
+                for (size_t off = 0; off < R * row_bytes; off += 64)
+                    _mm_prefetch(reinterpret_cast<const char*>(next + off), _MM_HINT_T1);
+            }
+            unpack_panel(w, r, R, ksteps, panel);
+        }
+        panel_tile<R, decltype(mt)::value>(panel, ksteps, x, m, y + r, ldy);
+    };
+    for_tiles<kPanelRows, kPanelCols>(r_begin, r_end, x.rows, tile);
+}
+#endif
+
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
     if (x.rows == 1) return ternary_gemv(w, r_begin, r_end, x, y);
+#if BITNET_VNNI
+    if (panel_gemm_applies(w, x)) return ternary_gemm_panels(w, r_begin, r_end, x, y, ldy);
+#endif
     if (w.layout == TernaryLayout::Trits5) {
         auto tile = [&](auto rt, auto mt, int r, int m) {
             ternary5_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
         };
         for_tiles<kTernary5Rows, kTernary5Cols>(r_begin, r_end, x.rows, tile);
+        return;
+    }
+    // A few activation rows (speculative drafts, small batches) leave the tile waiting on
+    // memory like the GEMV, so it prefetches the same way; with one activation tile per row
+    // tile nothing is prefetched twice. More rows are compute-bound, where prefetches cost.
+    if (x.rows <= kTernaryCols &&
+        static_cast<size_t>(w.rows) * w.row_bytes() >= kPrefetchMinBytes) {
+        auto tile = [&](auto rt, auto mt, int r, int m) {
+            ternary_tile<decltype(rt)::value, decltype(mt)::value, true>(w, r, x, m, y, ldy);
+        };
+        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
         return;
     }
     auto tile = [&](auto rt, auto mt, int r, int m) {
@@ -541,12 +669,24 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
                 acc[i * MT + j] = _mm512_fmadd_ps(wv, xv[j], acc[i * MT + j]);
         }
     }
-    float sums[RT * MT];
-    reduce_all<RT * MT>(acc, sums);
-    for (int j = 0; j < MT; ++j) {
-        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
-        for (int i = 0; i < RT; ++i)
-            yr[i] = row_scale != nullptr ? sums[i * MT + j] * row_scale[r + i] : sums[i * MT + j];
+    if constexpr (RT == 4) {
+        // Per activation row, the four row sums as one vector (no trip through memory, which
+        // would also keep GCC from holding acc in registers in the loop above).
+        const __m128 scale = row_scale != nullptr ? _mm_loadu_ps(row_scale + r) : _mm_set1_ps(1.f);
+#pragma GCC unroll 16
+        for (int j = 0; j < MT; ++j) {
+            const __m128 sums = reduce4_ps(acc[j], acc[MT + j], acc[2 * MT + j], acc[3 * MT + j]);
+            _mm_storeu_ps(y + static_cast<size_t>(m + j) * ldy + r, _mm_mul_ps(sums, scale));
+        }
+    } else {
+        float sums[RT * MT];
+        reduce_all<RT * MT>(acc, sums);
+        for (int j = 0; j < MT; ++j) {
+            float* yr = y + static_cast<size_t>(m + j) * ldy + r;
+            for (int i = 0; i < RT; ++i)
+                yr[i] =
+                    row_scale != nullptr ? sums[i * MT + j] * row_scale[r + i] : sums[i * MT + j];
+        }
     }
 }
 
@@ -1038,8 +1178,11 @@ inline void attention_values(const AttentionHeadArgs& a, int d0) {
         for (int u = 0; u < U; ++u) key(u, p + u);
     }
     for (; p < a.n_keys; ++p) key(0, p);
+        // Unrolled: an indexed acc would stay in memory, stored after every FMA above.
+#pragma GCC unroll 8
     for (int s = 0; s < S; ++s) {
         __m512 sum = acc[0][s];
+#pragma GCC unroll 4
         for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][s]);
         _mm512_mask_storeu_ps(a.out + d0 + 16 * s, m[s], sum);
     }
