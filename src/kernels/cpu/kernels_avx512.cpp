@@ -603,13 +603,17 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
         for_tiles<kTernary5Rows, kTernary5Cols>(r_begin, r_end, x.rows, tile);
         return;
     }
-    // A few activation rows (speculative drafts, small batches) leave the tile waiting on
-    // memory like the GEMV, so it prefetches the same way; with one activation tile per row
-    // tile nothing is prefetched twice. More rows are compute-bound, where prefetches cost.
-    if (x.rows <= kTernaryCols &&
-        static_cast<size_t>(w.rows) * w.row_bytes() >= kPrefetchMinBytes) {
+    // A few activation rows (small batches, speculative drafts) leave the tiles waiting on
+    // memory like the GEMV, so the first activation tile of each row tile prefetches the same
+    // way; the others find the weights in L1.
+    if (static_cast<size_t>(w.rows) * w.row_bytes() >= kPrefetchMinBytes) {
         auto tile = [&](auto rt, auto mt, int r, int m) {
-            ternary_tile<decltype(rt)::value, decltype(mt)::value, true>(w, r, x, m, y, ldy);
+            constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+            if (m == 0) {
+                ternary_tile<R, C, true>(w, r, x, m, y, ldy);
+            } else {
+                ternary_tile<R, C, false>(w, r, x, m, y, ldy);
+            }
         };
         for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
         return;
