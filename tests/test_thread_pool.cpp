@@ -112,5 +112,56 @@ TEST(ThreadPoolSpinTest, DestroyedWhileSpinningOrAsleep) {
     }
 }
 
+// parallel_for_dynamic: every index exactly once, pieces of `chunk` (the last shorter), for
+// chunk sizes below, at and above n, and a slow thread that takes fewer pieces.
+TEST(ThreadPoolDynamicTest, EveryIndexOnceInChunks) {
+    for (int threads : {1, 2, 3}) {
+        ThreadPool pool(threads);
+        for (int64_t n : {1, 7, 64, 1000, 4097}) {
+            for (int64_t chunk : {1, 16, 100, 5000}) {
+                std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+                std::atomic<int> short_pieces{0};
+                pool.parallel_for_dynamic(n, chunk, [&](int64_t b, int64_t e) {
+                    ASSERT_LT(b, e);
+                    ASSERT_LE(e - b, chunk);
+                    if (e - b < chunk) short_pieces.fetch_add(1);
+                    for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+                });
+                for (int64_t i = 0; i < n; ++i)
+                    ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
+                        << "threads=" << threads << " n=" << n << " chunk=" << chunk;
+                EXPECT_LE(short_pieces.load(), 1) << "only the last piece may be short";
+            }
+        }
+    }
+}
+
+TEST(ThreadPoolDynamicTest, ASlowThreadTakesFewerPieces) {
+    ThreadPool pool(2);
+    std::atomic<int> caller_pieces{0}, other_pieces{0};
+    const auto caller = std::this_thread::get_id();
+    pool.parallel_for_dynamic(200, 1, [&](int64_t, int64_t) {
+        if (std::this_thread::get_id() == caller) {
+            caller_pieces.fetch_add(1);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        } else {
+            other_pieces.fetch_add(1);
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    EXPECT_EQ(caller_pieces.load() + other_pieces.load(), 200);
+    EXPECT_GT(other_pieces.load(), caller_pieces.load());
+}
+
+TEST(ThreadPoolDynamicTest, ExceptionsReachTheCaller) {
+    ThreadPool pool(3);
+    EXPECT_THROW(pool.parallel_for_dynamic(100, 7,
+                                           [&](int64_t b, int64_t) {
+                                               if (b == 42) throw std::runtime_error("piece");
+                                           }),
+                 std::runtime_error);
+    expect_each_index_once(pool, 50, 1);
+}
+
 }  // namespace
 }  // namespace bitnet

@@ -10,6 +10,7 @@
 // finish. A pool of one thread has no workers and runs the loop inline, at no cost.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -50,6 +51,30 @@ class ThreadPool {
                 (*static_cast<F*>(const_cast<void*>(f)))(b, e);
             },
             &fn);
+    }
+
+    // Like parallel_for, but threads claim pieces of `chunk` (except the last) one at a time
+    // from a shared counter, so a thread that runs slower (a busier core, a descheduled vCPU)
+    // takes fewer: the loop ends when the work does, not when the slowest fixed share does.
+    // Pieces are handed out in order, so each thread still walks memory mostly forward.
+    template <typename Fn>
+    void parallel_for_dynamic(int64_t n, int64_t chunk, Fn&& fn) {
+        if (n <= 0) return;
+        if (chunk < 1) chunk = 1;
+        if (workers_.empty() || n <= chunk) {
+            for (int64_t begin = 0; begin < n; begin += chunk)
+                fn(begin, std::min(n, begin + chunk));
+            return;
+        }
+        std::atomic<int64_t> next{0};
+        const int64_t pieces = (n + chunk - 1) / chunk;
+        parallel_for(std::min<int64_t>(size(), pieces), 1, [&](int64_t, int64_t) {
+            for (;;) {
+                const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
+                if (begin >= n) return;
+                fn(begin, std::min(n, begin + chunk));
+            }
+        });
     }
 
   private:
