@@ -10,13 +10,14 @@
 #
 # The peer is built outside this repository; this script never builds or downloads anything.
 # A GGUF of the 2B shape for it: `bitnet convert --synthetic 2b peer.gguf --type i2_s
-# --embedding f16` (bitnet.cpp) or `--type tq2_0` (llama.cpp); `--model peer.gguf` then runs
-# ours on the very same file. Without --peer only our figures are printed. Needs bash, grep, sed,
-# awk and sort.
+# --embedding f16 --tokenizer DIR` (bitnet.cpp; llama.cpp's loader needs a vocabulary of at most
+# 128256 tokens, e.g. Llama 3's tokenizer.json in DIR) or `--type tq2_0` (llama.cpp);
+# `--model peer.gguf` then runs ours on the very same file. Without --peer only our figures are
+# printed. Needs bash, grep, sed, awk and sort.
 set -euo pipefail
 
 usage() {
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 die() {

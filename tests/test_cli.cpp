@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bitnet/tokenizer.h"
 #include "model/format/safetensors.h"
 #include "test_support.h"
 
@@ -394,6 +395,30 @@ TEST_F(CliTest, GenerateRejectsBadFlags) {
     expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "--top-p", "0"}, "top_p");
     expect_failure({"generate", model_dir("tiny-packed"), "-p", "x", "-n", "abc"}, "n-predict");
     expect_failure({"generate", "/nonexistent/model", "-p", "x"}, "/nonexistent/model");
+}
+
+// ---------------------------------------------------------------------------------------------
+// bitnet convert --tokenizer: a synthetic model with a real vocabulary (what a peer engine that
+// requires one loads), and a vocabulary that does not fit.
+
+TEST_F(CliTest, ConvertWritesTheGivenTokenizer) {
+    const std::string out = (dir_ / "synthetic-1m.gguf").string();
+    const RunResult r = run({"convert", "--synthetic", "1m", out, "--type", "i2_s", "--tokenizer",
+                             model_dir("tiny-packed"), "-q"});
+    ASSERT_EQ(r.code(), 0) << r.err;
+    EXPECT_EQ(r.out.find("no tokenizer"), std::string::npos) << r.out;
+    const auto from_gguf = Tokenizer::load(out);
+    const auto original = Tokenizer::load(model_dir("tiny-packed"));
+    const std::string text = "Hello world, the quick brown fox.";
+    EXPECT_EQ(from_gguf->encode(text, false), original->encode(text, false));
+}
+
+TEST_F(CliTest, ConvertRejectsATokenizerLargerThanTheModel) {
+    const std::string out = (dir_ / "too-small.gguf").string();
+    expect_failure({"convert", "--synthetic", "1m", out, "--tokenizer",
+                    test::shipped_model_dir("debdocs-41m"), "-q"},
+                   "do not fit the model's vocabulary of 512");
+    EXPECT_FALSE(fs::exists(out));
 }
 
 }  // namespace

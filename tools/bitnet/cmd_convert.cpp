@@ -24,6 +24,7 @@ struct ConvertArgs {
     std::string output_head = "keep";
     std::string name;
     std::string synthetic;
+    std::string tokenizer;
     bool quiet = false;
 };
 
@@ -34,15 +35,37 @@ struct Source {
     std::string name;
 };
 
+// --tokenizer: the vocabulary of a tokenizer.json (or a directory holding one) instead of the
+// source's, e.g. so that a peer engine that requires a tokenizer loads a synthetic model.
+std::unique_ptr<GgufVocab> vocab_from(const std::string& path, const Model& model) {
+    const auto tokenizer = Tokenizer::load(path);
+    const int64_t model_vocab = model.config().vocab_size;
+    if (tokenizer->vocab_size() > model_vocab) {
+        throw Error(
+            ErrorCode::InvalidArgument,
+            "convert --tokenizer " + path + ": its " + std::to_string(tokenizer->vocab_size()) +
+                " tokens do not fit the model's vocabulary of " + std::to_string(model_vocab));
+    }
+    return std::make_unique<GgufVocab>(
+        gguf_vocab_from_tokenizer(*tokenizer, static_cast<size_t>(model_vocab)));
+}
+
 Source open_source(const ConvertArgs& a) {
     Source src;
     if (!a.synthetic.empty()) {
         // Random weights of a named shape, e.g. a 2B-shaped file to benchmark a peer engine on.
         src.model = make_synthetic_model({.shape = a.synthetic});
         src.name = "synthetic-" + a.synthetic;
+        if (!a.tokenizer.empty()) src.vocab = vocab_from(a.tokenizer, *src.model);
         return src;
     }
     src.model = Model::load(a.input);
+    if (!a.tokenizer.empty()) {
+        src.vocab = vocab_from(a.tokenizer, *src.model);
+        if (gguf::is_gguf_file(a.input))
+            src.name = gguf::File(a.input).get_string_opt("general.name").value_or("");
+        return src;
+    }
     // A GGUF source keeps its tokenizer metadata as written; a checkpoint's tokenizer.json is
     // translated the way llama.cpp's converter does.
     if (gguf::is_gguf_file(a.input)) {
@@ -103,6 +126,9 @@ void add_convert_command(CLI::App& app) {
     cmd->add_option("--output-head", args->output_head,
                     "Untied output head precision: keep (= embedding), f32, f16, bf16, q8_0, i8")
         ->capture_default_str();
+    cmd->add_option("--tokenizer", args->tokenizer,
+                    "Write this tokenizer.json's vocabulary (file or directory) instead of the "
+                    "source's; with --synthetic, instead of none");
     cmd->add_option("--name", args->name, "general.name to write");
     cmd->add_flag("-q,--quiet", args->quiet, "No progress bar");
     cmd->callback([args] { run_convert(*args); });
