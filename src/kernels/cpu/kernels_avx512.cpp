@@ -502,6 +502,7 @@ constexpr int kPanelMaxSteps = 256;  // 64-column steps: rows of up to 16,384 co
 inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps, int8_t* panel) {
     const bool trits5 = w.layout == TernaryLayout::Trits5;
     const int per_block = trits5 ? 5 : 4;
+    const int n_blocks = w.cols_padded / (trits5 ? kTernary5Block : kTernaryBlock);
     const size_t row_bytes = w.row_bytes();
     const __m512i mask3 = _mm512_set1_epi8(3);
     const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
@@ -509,7 +510,8 @@ inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps
     for (int i = 0; i < rows; ++i) {
         const uint8_t* wr = w.data + static_cast<size_t>(r + i) * row_bytes;
         int8_t* out = panel + static_cast<size_t>(i) * ksteps * 64;
-        for (int b = 0, t = 0; t < ksteps; ++b) {
+        int t = 0;
+        for (int b = 0; t < ksteps && b < n_blocks; ++b) {
             __m512i v = _mm512_loadu_si512(wr + b * 64);
             for (int s = 0; s < per_block && t < ksteps; ++s, ++t) {
                 __m512i c;
@@ -525,6 +527,7 @@ inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps
                 _mm512_store_si512(out + t * 64, c);
             }
         }
+        for (; t < ksteps; ++t) _mm512_store_si512(out + t * 64, _mm512_setzero_si512());
     }
 }
 
@@ -535,13 +538,13 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
     const size_t panel_row = static_cast<size_t>(ksteps) * 64;
     __m512i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
-    // Steps go in pairs with a fixed trip count, which keeps acc in registers (GCC 12 spills
-    // the accumulators of a loop with a variable trip count).
-    for (int t0 = 0; t0 < ksteps; t0 += 2) {
-#pragma GCC unroll 2
-        for (int u = 0; u < 2; ++u) {
+    // Four steps at a time with no early exit (the panel and the activations are zero past
+    // the columns, up to a multiple of four steps): GCC 12 then keeps acc in registers, which
+    // it does not for a loop of one step at a time or with a break.
+    for (int t0 = 0; t0 < ksteps; t0 += 4) {
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) {
             const int t = t0 + u;
-            if (t >= ksteps) break;
             __m512i xv[MT];
             for (int j = 0; j < MT; ++j)
                 xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride + t * 64);
@@ -562,13 +565,14 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
 // 171 G multiply-adds/s at 128).
 inline bool panel_gemm_applies(const TernaryMatrixView& w, const QuantizedActivations& x) {
     const int min_rows = w.layout == TernaryLayout::Trits5 ? kTernary5Cols + 1 : 12;
-    return x.rows >= min_rows && (w.cols + 63) / 64 <= kPanelMaxSteps;
+    return x.rows >= min_rows && round_up(w.cols, 256) / 64 <= kPanelMaxSteps;
 }
 
 void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
                          const QuantizedActivations& x, float* y, int ldy) {
-    // Columns past cols meet zero activations, so the panel covers whole 64-column steps only.
-    const int ksteps = (w.cols + 63) / 64;
+    // Columns past cols meet zero activations (up to the activation stride, a multiple of 256
+    // columns), so the panel covers the columns in whole groups of four 64-column steps.
+    const int ksteps = round_up(w.cols, 256) / 64;
     alignas(64) int8_t panel[kPanelRows * kPanelMaxSteps * 64];
     // Weights from memory: each panel prefetches the next one's bytes, which arrive while
     // every activation tile passes over this one.
