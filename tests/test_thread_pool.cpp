@@ -137,20 +137,25 @@ TEST(ThreadPoolDynamicTest, EveryIndexOnceInChunks) {
 }
 
 TEST(ThreadPoolDynamicTest, ASlowThreadTakesFewerPieces) {
+    // The caller's first piece does not finish until the worker has taken 150 of the 200
+    // pieces, so the shares cannot be fixed halves. (The wait gives up after 60 s, so a broken
+    // pool fails instead of hanging.)
     ThreadPool pool(2);
     std::atomic<int> caller_pieces{0}, other_pieces{0};
     const auto caller = std::this_thread::get_id();
     pool.parallel_for_dynamic(200, 1, [&](int64_t, int64_t) {
-        if (std::this_thread::get_id() == caller) {
-            caller_pieces.fetch_add(1);
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        } else {
+        if (std::this_thread::get_id() != caller) {
             other_pieces.fetch_add(1);
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            return;
+        }
+        if (caller_pieces.fetch_add(1) == 0) {
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+            while (other_pieces.load() < 150 && std::chrono::steady_clock::now() < give_up)
+                std::this_thread::yield();
         }
     });
     EXPECT_EQ(caller_pieces.load() + other_pieces.load(), 200);
-    EXPECT_GT(other_pieces.load(), caller_pieces.load());
+    EXPECT_GE(other_pieces.load(), 150);
 }
 
 TEST(ThreadPoolDynamicTest, ExceptionsReachTheCaller) {
