@@ -3,12 +3,16 @@
 // callable. tests/test_core.cpp covers the splitting and exception contracts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -112,50 +116,66 @@ TEST(ThreadPoolSpinTest, DestroyedWhileSpinningOrAsleep) {
     }
 }
 
-// parallel_for_dynamic: every index exactly once, pieces of `chunk` (the last shorter), for
-// chunk sizes below, at and above n, and a slow thread that takes fewer pieces.
-TEST(ThreadPoolDynamicTest, EveryIndexOnceInChunks) {
+// parallel_for_dynamic: every index exactly once, in pieces that start on a multiple of the
+// grain and (but for the one that ends the range) are multiples of it, and that shrink as the
+// work runs out.
+TEST(ThreadPoolDynamicTest, EveryIndexOnceInGrainPieces) {
     for (int threads : {1, 2, 3}) {
         ThreadPool pool(threads);
         for (int64_t n : {1, 7, 64, 1000, 4097}) {
-            for (int64_t chunk : {1, 16, 100, 5000}) {
+            for (int64_t grain : {1, 16, 100, 5000}) {
+                SCOPED_TRACE("threads=" + std::to_string(threads) + " n=" + std::to_string(n) +
+                             " grain=" + std::to_string(grain));
                 std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-                std::atomic<int> short_pieces{0};
-                pool.parallel_for_dynamic(n, chunk, [&](int64_t b, int64_t e) {
-                    ASSERT_LT(b, e);
-                    ASSERT_LE(e - b, chunk);
-                    if (e - b < chunk) short_pieces.fetch_add(1);
+                std::mutex mutex;
+                std::vector<std::pair<int64_t, int64_t>> pieces;
+                pool.parallel_for_dynamic(n, grain, [&](int64_t b, int64_t e) {
                     for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+                    std::lock_guard<std::mutex> lock(mutex);
+                    pieces.emplace_back(b, e);
                 });
-                for (int64_t i = 0; i < n; ++i)
-                    ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1)
-                        << "threads=" << threads << " n=" << n << " chunk=" << chunk;
-                EXPECT_LE(short_pieces.load(), 1) << "only the last piece may be short";
+                for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1);
+                std::sort(pieces.begin(), pieces.end());
+                for (const auto& [b, e] : pieces) {
+                    EXPECT_LT(b, e);
+                    EXPECT_EQ(b % grain, 0);
+                    if (e < n) {
+                        EXPECT_EQ((e - b) % grain, 0);
+                    }
+                }
+                if (threads > 1 && n >= 64 * grain) {
+                    EXPECT_GT(pieces.size(), static_cast<size_t>(threads));
+                    EXPECT_LE(pieces.back().second - pieces.back().first,
+                              pieces.front().second - pieces.front().first)
+                        << "pieces shrink toward the end";
+                }
             }
         }
     }
 }
 
-TEST(ThreadPoolDynamicTest, ASlowThreadTakesFewerPieces) {
-    // The caller's first piece does not finish until the worker has taken 150 of the 200
-    // pieces, so the shares cannot be fixed halves. (The wait gives up after 60 s, so a broken
-    // pool fails instead of hanging.)
+TEST(ThreadPoolDynamicTest, ASlowThreadTakesLess) {
+    // The caller's first piece (at most a quarter of the range with two threads) does not
+    // finish until the worker has done 100 of the 200 indices, so the shares cannot be fixed
+    // halves. (The wait gives up after 60 s, so a broken pool fails instead of hanging.)
     ThreadPool pool(2);
-    std::atomic<int> caller_pieces{0}, other_pieces{0};
+    std::atomic<int64_t> caller_items{0}, other_items{0};
+    std::atomic<bool> waited{false};
     const auto caller = std::this_thread::get_id();
-    pool.parallel_for_dynamic(200, 1, [&](int64_t, int64_t) {
+    pool.parallel_for_dynamic(200, 1, [&](int64_t b, int64_t e) {
         if (std::this_thread::get_id() != caller) {
-            other_pieces.fetch_add(1);
+            other_items.fetch_add(e - b);
             return;
         }
-        if (caller_pieces.fetch_add(1) == 0) {
+        caller_items.fetch_add(e - b);
+        if (!waited.exchange(true)) {
             const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-            while (other_pieces.load() < 150 && std::chrono::steady_clock::now() < give_up)
+            while (other_items.load() < 100 && std::chrono::steady_clock::now() < give_up)
                 std::this_thread::yield();
         }
     });
-    EXPECT_EQ(caller_pieces.load() + other_pieces.load(), 200);
-    EXPECT_GE(other_pieces.load(), 150);
+    EXPECT_EQ(caller_items.load() + other_items.load(), 200);
+    EXPECT_GE(other_items.load(), 100);
 }
 
 TEST(ThreadPoolDynamicTest, ExceptionsReachTheCaller) {

@@ -53,26 +53,31 @@ class ThreadPool {
             &fn);
     }
 
-    // Like parallel_for, but threads claim pieces of `chunk` (except the last) one at a time
-    // from a shared counter, so a thread that runs slower (a busier core, a descheduled vCPU)
-    // takes fewer: the loop ends when the work does, not when the slowest fixed share does.
-    // Pieces are handed out in order, so each thread still walks memory mostly forward.
+    // Like parallel_for, but threads claim pieces one at a time from a shared counter, so a
+    // thread that runs slower (a busier core, a descheduled vCPU) takes fewer: the loop ends
+    // when the work does, not when the slowest fixed share does. Pieces shrink as the work runs
+    // out (guided scheduling: about remaining / (2 x threads), a multiple of `grain`, the last
+    // one shorter), so the threads also finish close together. Pieces are handed out in order,
+    // so each thread still walks memory mostly forward.
     template <typename Fn>
-    void parallel_for_dynamic(int64_t n, int64_t chunk, Fn&& fn) {
+    void parallel_for_dynamic(int64_t n, int64_t grain, Fn&& fn) {
         if (n <= 0) return;
-        if (chunk < 1) chunk = 1;
-        if (workers_.empty() || n <= chunk) {
-            for (int64_t begin = 0; begin < n; begin += chunk)
-                fn(begin, std::min(n, begin + chunk));
+        if (grain < 1) grain = 1;
+        if (workers_.empty() || n <= grain) {
+            fn(int64_t{0}, n);
             return;
         }
         std::atomic<int64_t> next{0};
-        const int64_t pieces = (n + chunk - 1) / chunk;
-        parallel_for(std::min<int64_t>(size(), pieces), 1, [&](int64_t, int64_t) {
-            for (;;) {
-                const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
-                if (begin >= n) return;
-                fn(begin, std::min(n, begin + chunk));
+        const int64_t threads = std::min<int64_t>(size(), (n + grain - 1) / grain);
+        parallel_for(threads, 1, [&](int64_t, int64_t) {
+            int64_t begin = next.load(std::memory_order_relaxed);
+            while (begin < n) {
+                const int64_t share = (n - begin) / (2 * threads) / grain * grain;
+                const int64_t end = std::min(n, begin + std::max(grain, share));
+                if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+                    fn(begin, end);
+                    begin = next.load(std::memory_order_relaxed);
+                }
             }
         });
     }

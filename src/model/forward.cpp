@@ -114,11 +114,8 @@ void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, bool reference_numer
         for (int m = 0; m < j.x->rows; ++m) j.out_scale[m] = j.w->alpha / j.x->s_x[m];
         total += j.w->out_features();
     }
-    // Claimed in pieces of about an eighth of a thread's share: a slower core takes fewer.
-    const int64_t per_thread = (total + pool.size() - 1) / pool.size();
-    const int64_t chunk = std::clamp<int64_t>(
-        (per_thread / 8 + kRowGrain - 1) / kRowGrain * kRowGrain, kRowGrain, 256);
-    pool.parallel_for_dynamic(total, chunk, [&](int64_t begin, int64_t end) {
+    // Guided pieces (multiples of kRowGrain rows): a slower core takes less of the product.
+    pool.parallel_for_dynamic(total, kRowGrain, [&](int64_t begin, int64_t end) {
         int64_t offset = 0;
         for (const GemmJob& j : jobs) {
             const int64_t rows = j.w->out_features();
@@ -323,16 +320,14 @@ void ForwardPass::lm_head(const float* normed, int R, float* logits) {
             const float* x = normed + static_cast<size_t>(r) * H;
             x_scale[r] = 1.f / k_.quantize_row_i8(x, H, H, xq + static_cast<size_t>(r) * H, &sum);
         }
-        const int64_t chunk = std::max<int64_t>(64, (V / (16 * pool_.size()) + 63) / 64 * 64);
-        pool_.parallel_for_dynamic(V, chunk, [&](int64_t v0, int64_t v1) {
+        pool_.parallel_for_dynamic(V, 64, [&](int64_t v0, int64_t v1) {
             k_.int8_gemm_i8r(static_cast<const int8_t*>(head.data), head.row_scale, H,
                              static_cast<int>(v0), static_cast<int>(v1), xq, x_scale, R, H, logits,
                              V);
         });
         return;
     }
-    const int64_t head_chunk = std::max<int64_t>(64, (V / (16 * pool_.size()) + 63) / 64 * 64);
-    pool_.parallel_for_dynamic(V, head_chunk, [&](int64_t v0, int64_t v1) {
+    pool_.parallel_for_dynamic(V, 64, [&](int64_t v0, int64_t v1) {
         const int r0 = static_cast<int>(v0), r1 = static_cast<int>(v1);
         switch (head.format) {
             case DenseFormat::F32:
