@@ -471,17 +471,13 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
             [&](int r) { return ternary5_row(w.data + r * row_bytes, n_blocks, tail_steps, x.q); },
             x.row_sum[0], x.out_scale[0], y);
     } else {
-        if (static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes) {
-            auto tile = [&](auto rt, auto mt, int r, int m) {
-                ternary_tile<decltype(rt)::value, decltype(mt)::value, true>(w, r, x, m, y, 0);
-            };
-            for_tiles<8, 1>(r_begin, r_end, 1, tile);
-        } else {
-            auto tile = [&](auto rt, auto mt, int r, int m) {
-                ternary_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, 0);
-            };
-            for_tiles<8, 1>(r_begin, r_end, 1, tile);
-        }
+        const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
+        auto tile = [&](auto rt, auto mt, int r, int m) {
+            constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+            if (prefetch) return ternary_tile<R, C, true>(w, r, x, m, y, 0);
+            return ternary_tile<R, C>(w, r, x, m, y, 0);
+        };
+        for_tiles<8, 1>(r_begin, r_end, 1, tile);
     }
 }
 
@@ -561,10 +557,14 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
 // Whether the panel GEMM serves this product (and can: rows of at most kPanelMaxSteps steps).
 // Measured on Zen 4 with the matrix in cache: Trits5 panels beat its tiles from 5 activation
 // rows on (the tiles' comparisons cost most); Bits2 tiles extract codes with two cheap
-// instructions and stay ahead up to 8 rows, even at 12, and fall behind from 16 (216 against
-// 171 G multiply-adds/s at 128).
+// instructions, stay ahead up to 8 rows, tie at 12 and fall behind from 16 (216 against 171 G
+// multiply-adds/s at 128).
+constexpr int kPanelMinRowsBits2 = 12;
+constexpr int kPanelMinRowsTrits5 = 5;
+
 inline bool panel_gemm_applies(const TernaryMatrixView& w, const QuantizedActivations& x) {
-    const int min_rows = w.layout == TernaryLayout::Trits5 ? kTernary5Cols + 1 : 12;
+    const int min_rows =
+        w.layout == TernaryLayout::Trits5 ? kPanelMinRowsTrits5 : kPanelMinRowsBits2;
     return x.rows >= min_rows && round_up(w.cols, 256) / 64 <= kPanelMaxSteps;
 }
 
@@ -610,20 +610,11 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     // A few activation rows (small batches, speculative drafts) leave the tiles waiting on
     // memory like the GEMV, so the first activation tile of each row tile prefetches the same
     // way; the others find the weights in L1.
-    if (static_cast<size_t>(w.rows) * w.row_bytes() >= kPrefetchMinBytes) {
-        auto tile = [&](auto rt, auto mt, int r, int m) {
-            constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
-            if (m == 0) {
-                ternary_tile<R, C, true>(w, r, x, m, y, ldy);
-            } else {
-                ternary_tile<R, C, false>(w, r, x, m, y, ldy);
-            }
-        };
-        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
-        return;
-    }
+    const bool prefetch = static_cast<size_t>(w.rows) * w.row_bytes() >= kPrefetchMinBytes;
     auto tile = [&](auto rt, auto mt, int r, int m) {
-        ternary_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
+        constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+        if (prefetch && m == 0) return ternary_tile<R, C, true>(w, r, x, m, y, ldy);
+        return ternary_tile<R, C>(w, r, x, m, y, ldy);
     };
     for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
 }
