@@ -122,21 +122,21 @@ struct Bf16Matrix {
     }
 };
 
-void bench_lm_head(benchmark::State& state, Isa isa, int rows, int cols) {
+void bench_lm_head(benchmark::State& state, Isa isa, int rows, int cols, int m) {
     const KernelTable& k = kernels(isa);
     const Bf16Matrix& w = cached<Bf16Matrix>(rows, cols);
-    std::vector<float> x(cols), y(rows);
+    std::vector<float> x(static_cast<size_t>(m) * cols), y(static_cast<size_t>(m) * rows);
     XorShift rng;
     for (float& v : x) v = rng.uniform();
     for (auto _ : state) {
-        k.dense_gemm_bf16(w.data.data(), cols, 0, rows, x.data(), 1, cols, y.data(), rows);
+        k.dense_gemm_bf16(w.data.data(), cols, 0, rows, x.data(), m, cols, y.data(), rows);
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                             static_cast<int64_t>(w.data.bytes()));
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(rows) *
-                            cols);
+                            cols * m);
 }
 
 void bench_quantize(benchmark::State& state, Isa isa, int n) {
@@ -253,13 +253,14 @@ void register_all() {
                             {"o", 2560, 2560},
                             {"gate_up", 13824, 2560},
                             {"down", 2560, 6912},
-                            // 128 MiB of 2-bit weights, past every cache: GEMV at DRAM bandwidth.
+                            // 128 MiB of 2-bit weights, past every cache: GEMV at DRAM bandwidth,
+                            // and a small batch's GEMM with weights from memory as in decoding.
                             {"dram", 204800, 2560}};
     for (Isa isa : supported_isas()) {
         const std::string level = isa_name(isa);
         for (const Shape& s : shapes) {
             for (int m : {1, 8, 128}) {
-                if (std::string(s.name) == "dram" && (m > 1 || isa == Isa::Scalar)) continue;
+                if (std::string(s.name) == "dram" && (m > 8 || isa == Isa::Scalar)) continue;
                 // The scalar reference would take seconds per prefill call; its GEMV is the
                 // baseline.
                 if (isa == Isa::Scalar && m > 1) continue;
@@ -276,10 +277,16 @@ void register_all() {
                     ->Unit(benchmark::kMicrosecond);
             }
         }
-        benchmark::RegisterBenchmark(
-            ("dense_gemm_bf16/" + level + "/lm_head_128256x2560/M=1").c_str(), bench_lm_head, isa,
-            128256, 2560)
-            ->Unit(benchmark::kMicrosecond);
+        // The whole head streams from memory; 4096 rows (21 MB) stay in the last-level cache.
+        for (const auto& [rows, m] :
+             std::vector<std::pair<int, int>>{{128256, 1}, {128256, 8}, {4096, 1}, {4096, 8}}) {
+            if (isa == Isa::Scalar && (m > 1 || rows < 128256)) continue;
+            benchmark::RegisterBenchmark(("dense_gemm_bf16/" + level + "/lm_head_" +
+                                          std::to_string(rows) + "x2560/M=" + std::to_string(m))
+                                             .c_str(),
+                                         bench_lm_head, isa, rows, 2560, m)
+                ->Unit(benchmark::kMicrosecond);
+        }
         for (const auto& [hd, keys] :
              std::vector<std::pair<int, int>>{{32, 64}, {128, 128}, {128, 1024}}) {
             benchmark::RegisterBenchmark(("attention_head/" + level + "/head_dim=" +

@@ -625,32 +625,38 @@ inline __m512 bf16x16_to_ps(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// Weight loaders: 16 weights of one format at element offset i as floats, lanes past the mask 0.
+// Weight loaders: 16 weights of one format at element offset i as floats, lanes past the mask 0;
+// at(i): the address of element i.
 struct F32Weights {
     const float* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m512 load(size_t i, __mmask16 m) const { return _mm512_maskz_loadu_ps(m, w + i); }
 };
 struct Bf16Weights {
     const uint16_t* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m512 load(size_t i, __mmask16 m) const {
         return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, w + i));
     }
 };
 struct F16Weights {
     const uint16_t* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m512 load(size_t i, __mmask16 m) const {
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i));
     }
 };
 struct I8Weights {
     const int8_t* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m512 load(size_t i, __mmask16 m) const {
         return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, w + i)));
     }
 };
 
-// y = sum_k x * w for an RT x MT tile, times row_scale[r] when it is given.
-template <int RT, int MT, typename W>
+// y = sum_k x * w for an RT x MT tile, times row_scale[r] when it is given. kPrefetch: fetch the
+// weights of the following row tile (the hardware prefetcher leaves the tile waiting on them).
+template <int RT, int MT, typename W, bool kPrefetch = false>
 inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
                        const float* row_scale, float* y, int ldy) {
     __m512 acc[RT * MT];
@@ -666,6 +672,11 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
             const __m512 wv = w.load(row0 + static_cast<size_t>(i) * k + kk, mask);
             for (int j = 0; j < MT; ++j)
                 acc[i * MT + j] = _mm512_fmadd_ps(wv, xv[j], acc[i * MT + j]);
+        }
+        // Last in the loop body and unconditional: otherwise GCC 12 keeps acc in memory.
+        if constexpr (kPrefetch) {
+            for (int i = 0; i < RT; ++i)
+                _mm_prefetch(w.at(row0 + static_cast<size_t>(RT + i) * k + kk), _MM_HINT_T1);
         }
     }
     if constexpr (RT == 4) {
@@ -732,9 +743,13 @@ void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m
             r_begin, r_end, [&](int r) { return dense_row(w, static_cast<size_t>(r) * k, k, x); },
             row_scale, y);
     }
+    // Callers pass row ranges, not the matrix, so no size tells whether the weights come from
+    // memory; prefetching lines already in cache costs one instruction per line.
     auto tile = [&](auto rt, auto mt, int r, int m0) {
-        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, row_scale, y,
-                                                             ldy);
+        constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+        if (m0 == 0 && r + 2 * R <= r_end)
+            return dense_tile<R, C, W, true>(w, k, r, x, m0, ldx, row_scale, y, ldy);
+        return dense_tile<R, C, W>(w, k, r, x, m0, ldx, row_scale, y, ldy);
     };
     for_tiles<4, 4>(r_begin, r_end, m, tile);
 }
