@@ -361,14 +361,16 @@ inline __m128i load_tail_i8(const int8_t* p, int n) {
 }
 
 // Weight loaders: 8 weights of one format at element offset i as floats (load) or the first
-// n < 8 of them, the rest zero (load_tail).
+// n < 8 of them, the rest zero (load_tail); at(i): the address of element i.
 struct F32Weights {
     const float* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m256 load(size_t i) const { return _mm256_loadu_ps(w + i); }
     __m256 load_tail(size_t i, int n) const { return load_tail_ps(w + i, n); }
 };
 struct Bf16Weights {
     const uint16_t* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m256 load(size_t i) const {
         return bf16x8_to_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
     }
@@ -376,6 +378,7 @@ struct Bf16Weights {
 };
 struct F16Weights {
     const uint16_t* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m256 load(size_t i) const {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
     }
@@ -383,6 +386,7 @@ struct F16Weights {
 };
 struct I8Weights {
     const int8_t* w;
+    const char* at(size_t i) const { return reinterpret_cast<const char*>(w + i); }
     __m256 load(size_t i) const {
         return _mm256_cvtepi32_ps(
             _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + i))));
@@ -392,8 +396,9 @@ struct I8Weights {
     }
 };
 
-// y = sum_k x * w for an RT x MT tile, times row_scale[r] when it is given.
-template <int RT, int MT, typename W>
+// y = sum_k x * w for an RT x MT tile, times row_scale[r] when it is given. kPrefetch: fetch the
+// weights of the following row tile (the hardware prefetcher leaves the tile waiting on them).
+template <int RT, int MT, typename W, bool kPrefetch = false>
 inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
                        const float* row_scale, float* y, int ldy) {
     __m256 acc[RT * MT];
@@ -407,6 +412,10 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
             const __m256 wv = load_wv(row0 + static_cast<size_t>(i) * k + kk);
             for (int j = 0; j < MT; ++j)
                 acc[i * MT + j] = _mm256_fmadd_ps(wv, xv[j], acc[i * MT + j]);
+        }
+        if constexpr (kPrefetch) {
+            for (int i = 0; i < RT; ++i)
+                _mm_prefetch(w.at(row0 + static_cast<size_t>(RT + i) * k + kk), _MM_HINT_T1);
         }
     };
     int kk = 0;
@@ -433,9 +442,12 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
 template <typename W>
 void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
                 const float* row_scale, float* y, int ldy) {
+    // As in the AVX-512 file: the first activation tile of a row tile fetches the next one's.
     auto tile = [&](auto rt, auto mt, int r, int m0) {
-        dense_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, row_scale, y,
-                                                             ldy);
+        constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+        if (m0 == 0 && r + 2 * R <= r_end)
+            return dense_tile<R, C, W, true>(w, k, r, x, m0, ldx, row_scale, y, ldy);
+        return dense_tile<R, C, W>(w, k, r, x, m0, ldx, row_scale, y, ldy);
     };
     for_tiles<4, 2>(r_begin, r_end, m, tile);
 }
