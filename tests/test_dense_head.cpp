@@ -289,6 +289,19 @@ TEST_P(HeadKernelTest, Int8I8rIsExact) {
     }
 }
 
+TEST_P(HeadKernelTest, Int8I8rManyActivationRows) {
+    // Past 256 rows the kernels take activation rows in groups (their sums live on the stack).
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> wdist(-128, 127), xdist(-127, 127);
+    const int rows = 9, cols = 65, n = 261, ldx = cols + 3;
+    std::vector<int8_t> w(static_cast<size_t>(rows) * cols), xq(static_cast<size_t>(n) * ldx);
+    for (int8_t& v : w) v = static_cast<int8_t>(wdist(rng));
+    for (int8_t& v : xq) v = static_cast<int8_t>(xdist(rng));
+    const std::vector<float> row_scale = random_floats(rows, 13u, 0.01f, 0.1f);
+    const std::vector<float> x_scale = random_floats(n, 14u, 0.01f, 0.1f);
+    check_int8_head(k(), w, row_scale, rows, cols, xq, x_scale, n, ldx, 1);
+}
+
 TEST_P(HeadKernelTest, Int8I8rExtremes) {
     // Weights -128 / 127 against activations -127 / 127: the largest products and the value
     // (-128) whose negation does not fit in int8.

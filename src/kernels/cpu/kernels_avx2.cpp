@@ -530,7 +530,8 @@ inline __m256i load32_i8(const int8_t* p, int n) {
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
 }
 
-template <int RT, int MT>
+// kPrefetch: fetch the weights of the following row tile (see dense_tile).
+template <int RT, int MT, bool kPrefetch = false>
 inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, const int8_t* xq,
                      const float* x_scale, int m, int ldx, float* y, int ldy) {
     const int8_t* wr = w + static_cast<size_t>(r) * k;
@@ -551,6 +552,13 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
                     acc[i * MT + j], _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, xs), ones16));
             }
         }
+        if constexpr (kPrefetch) {
+            for (int i = 0; i < RT; ++i) {
+                _mm_prefetch(
+                    reinterpret_cast<const char*>(wr + static_cast<size_t>(RT + i) * k + kk),
+                    _MM_HINT_T1);
+            }
+        }
     }
     int32_t dots[RT * MT];
     reduce_all<RT * MT>(acc, dots);
@@ -564,8 +572,10 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
 void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
                    const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
     auto tile = [&](auto rt, auto mt, int r, int m0) {
-        i8r_tile<decltype(rt)::value, decltype(mt)::value>(w, row_scale, k, r, xq, x_scale, m0, ldx,
-                                                           y, ldy);
+        constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+        if (m0 == 0 && r + 2 * R <= r_end)
+            return i8r_tile<R, C, true>(w, row_scale, k, r, xq, x_scale, m0, ldx, y, ldy);
+        return i8r_tile<R, C>(w, row_scale, k, r, xq, x_scale, m0, ldx, y, ldy);
     };
     if (m == 1) {
         for_tiles<4, 1>(r_begin, r_end, 1, tile);

@@ -845,22 +845,23 @@ void dense_gemm_q8_0(const uint8_t* w, int k, int r_begin, int r_end, const floa
     for_tiles<4, 2>(r_begin, r_end, m, tile);
 }
 
-// I8R on int8 activations. VNNI: vpdpbusd multiplies unsigned by signed bytes, so the
-// activations are offset by 128 (x ^ 0x80) and 128 * sum(w), counted alongside with a second
-// vpdpbusd against ones, is subtracted at the end: exact for every int8 weight. Without VNNI,
-// vpmaddubsw takes |w| (unsigned, 128 included) and x with w's sign, whose pair sums stay
-// within 16 bits because |x| <= 127.
-template <int RT, int MT>
+// I8R on int8 activations. VNNI: vpdpbusd multiplies unsigned by signed bytes, so one side is
+// offset by 128 (v ^ 0x80) and 128 times the other side's sum is subtracted at the end: exact
+// for every int8 weight. The tiles offset the weights and subtract 128 * sum(x) of each
+// activation row (x_sum, counted once per call), which leaves the loop only the products; the
+// GEMV offsets the activations and counts sum(w) alongside with a second vpdpbusd. Without
+// VNNI, vpmaddubsw takes |w| (unsigned, 128 included) and x with w's sign, whose pair sums stay
+// within 16 bits because |x| <= 127. kPrefetch: fetch the weights of the following row tile
+// (see dense_tile).
+template <int RT, int MT, bool kPrefetch = false>
 inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, const int8_t* xq,
-                     const float* x_scale, int m, int ldx, float* y, int ldy) {
+                     const float* x_scale, [[maybe_unused]] const int32_t* x_sum, int m, int ldx,
+                     float* y, int ldy) {
     const int8_t* wr = w + static_cast<size_t>(r) * k;
     const int8_t* xm = xq + static_cast<size_t>(m) * ldx;
     __m512i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
 #if BITNET_VNNI
-    __m512i wsum[RT];
-    for (int i = 0; i < RT; ++i) wsum[i] = _mm512_setzero_si512();
-    const __m512i ones = _mm512_set1_epi8(1);
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
 #else
     const __m512i ones16 = _mm512_set1_epi16(1);
@@ -869,18 +870,15 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
         const __mmask64 mask =
             k - kk >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << (k - kk)) - 1;
         __m512i xv[MT];
-        for (int j = 0; j < MT; ++j) {
+        for (int j = 0; j < MT; ++j)
             xv[j] = _mm512_maskz_loadu_epi8(mask, xm + static_cast<size_t>(j) * ldx + kk);
-#if BITNET_VNNI
-            xv[j] = _mm512_xor_si512(xv[j], bias);
-#endif
-        }
         for (int i = 0; i < RT; ++i) {
             const __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + static_cast<size_t>(i) * k + kk);
 #if BITNET_VNNI
-            wsum[i] = _mm512_dpbusd_epi32(wsum[i], ones, wv);
+            // Lanes past k hold 128 here, against activations loaded as 0.
+            const __m512i wu = _mm512_xor_si512(wv, bias);
             for (int j = 0; j < MT; ++j)
-                acc[i * MT + j] = _mm512_dpbusd_epi32(acc[i * MT + j], xv[j], wv);
+                acc[i * MT + j] = _mm512_dpbusd_epi32(acc[i * MT + j], wu, xv[j]);
 #else
             const __m512i wabs = _mm512_abs_epi8(wv);
             const __mmask64 neg = _mm512_movepi8_mask(wv);
@@ -891,18 +889,22 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
             }
 #endif
         }
+        // Last in the loop body and unconditional: otherwise GCC 12 keeps acc in memory.
+        if constexpr (kPrefetch) {
+            for (int i = 0; i < RT; ++i) {
+                _mm_prefetch(
+                    reinterpret_cast<const char*>(wr + static_cast<size_t>(RT + i) * k + kk),
+                    _MM_HINT_T1);
+            }
+        }
     }
     int32_t dots[RT * MT];
     reduce_all<RT * MT>(acc, dots);
-#if BITNET_VNNI
-    int32_t sums[RT];
-    reduce_all<RT>(wsum, sums);
-#endif
     for (int j = 0; j < MT; ++j) {
         float* yr = y + static_cast<size_t>(m + j) * ldy + r;
         for (int i = 0; i < RT; ++i) {
 #if BITNET_VNNI
-            const int32_t dot = dots[i * MT + j] - sums[i] * 128;
+            const int32_t dot = dots[i * MT + j] - x_sum[m + j] * 128;
 #else
             const int32_t dot = dots[i * MT + j];
 #endif
@@ -963,11 +965,37 @@ void int8_gemv_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, 
 void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
                    const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
     if (m == 1) return int8_gemv_i8r(w, row_scale, k, r_begin, r_end, xq, x_scale[0], y);
-    auto tile = [&](auto rt, auto mt, int r, int m0) {
-        i8r_tile<decltype(rt)::value, decltype(mt)::value>(w, row_scale, k, r, xq, x_scale, m0, ldx,
-                                                           y, ldy);
-    };
-    for_tiles<4, 4>(r_begin, r_end, m, tile);
+    // Activation rows in groups whose sums fit on the stack (one group for any decode batch).
+    constexpr int kGroup = 256;
+    int32_t x_sum[kGroup];
+    for (int m0 = 0; m0 < m; m0 += kGroup) {
+        const int n = m - m0 < kGroup ? m - m0 : kGroup;
+        const int8_t* xg = xq + static_cast<size_t>(m0) * ldx;
+#if BITNET_VNNI
+        for (int j = 0; j < n; ++j) {
+            __m512i sum = _mm512_setzero_si512();
+            for (int kk = 0; kk < k; kk += 64) {
+                const __mmask64 mask = k - kk >= 64 ? ~static_cast<__mmask64>(0)
+                                                    : (static_cast<__mmask64>(1) << (k - kk)) - 1;
+                sum = _mm512_dpbusd_epi32(
+                    sum, _mm512_set1_epi8(1),
+                    _mm512_maskz_loadu_epi8(mask, xg + static_cast<size_t>(j) * ldx + kk));
+            }
+            x_sum[j] = _mm512_reduce_add_epi32(sum);
+        }
+#endif
+        // As in dense_gemm: the first activation tile of a row tile fetches the next one's.
+        auto tile = [&](auto rt, auto mt, int r, int mt0) {
+            constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+            if (mt0 == 0 && r + 2 * R <= r_end) {
+                return i8r_tile<R, C, true>(w, row_scale, k, r, xg, x_scale + m0, x_sum, mt0, ldx,
+                                            y + static_cast<size_t>(m0) * ldy, ldy);
+            }
+            i8r_tile<R, C>(w, row_scale, k, r, xg, x_scale + m0, x_sum, mt0, ldx,
+                           y + static_cast<size_t>(m0) * ldy, ldy);
+        };
+        for_tiles<4, 4>(r_begin, r_end, n, tile);
+    }
 }
 
 // ---- element-wise kernels -------------------------------------------------------------------
