@@ -244,6 +244,49 @@ TEST_P(HeadKernelTest, FloatActivationsMatchTheScalarReference) {
     }
 }
 
+// Speculative decoding verifies drafted tokens in one call of several activation rows and must
+// pick exactly the token plain decoding (one row a call) would, so every level's head gives each
+// row bit for bit the same logits alone and in company, in every format (scalar included).
+void check_rows_alone_and_together(const cpu::KernelTable& k, const char* level) {
+    for (DenseFormat f : kFormats) {
+        for (int cols : {32, 96, 200, 2560}) {
+            if (f == DenseFormat::Q8_0 && cols % 32 != 0) continue;
+            for (int rows : {3, 13, 70}) {
+                const uint32_t seed = 5u * cols + rows;
+                const DenseMatrix m = convert_dense(random_f32_matrix(rows, cols, seed), f);
+                const int n = 9, ldx = cols + 1, ldy = rows;
+                const std::vector<float> x =
+                    random_floats(static_cast<size_t>(n) * ldx, seed + 2, -2.f, 2.f);
+                for (int r_begin : {0, 1}) {
+                    std::vector<float> together(static_cast<size_t>(n) * ldy, 0.f), alone(rows);
+                    for (int batch : {2, 3, 5, 9}) {
+                        head_gemm(k, m, r_begin, rows, x.data(), batch, ldx, together.data(), ldy);
+                        for (int i = 0; i < batch; ++i) {
+                            head_gemm(k, m, r_begin, rows, x.data() + static_cast<size_t>(i) * ldx,
+                                      1, ldx, alone.data(), ldy);
+                            for (int r = r_begin; r < rows; ++r) {
+                                const float t = together[static_cast<size_t>(i) * ldy + r];
+                                ASSERT_EQ(std::memcmp(&t, &alone[r], sizeof(float)), 0)
+                                    << level << " " << dense_format_name(f) << " rows=" << rows
+                                    << " cols=" << cols << " batch=" << batch << " i=" << i
+                                    << " r=" << r << ": " << t << " vs " << alone[r];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(HeadKernelScalarTest, EachRowIsTheSameAloneAndInABatch) {
+    check_rows_alone_and_together(cpu::scalar_kernels(), "scalar");
+}
+
+TEST_P(HeadKernelTest, EachRowIsTheSameAloneAndInABatch) {
+    check_rows_alone_and_together(k(), cpu::isa_name(GetParam()));
+}
+
 // The int8 I8R head against the scalar reference, bit for bit; rows [r_begin, r_end) only.
 void check_int8_head(const cpu::KernelTable& k, const std::vector<int8_t>& w,
                      const std::vector<float>& row_scale, int rows, int cols,

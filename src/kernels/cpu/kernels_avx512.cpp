@@ -689,60 +689,27 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
             _mm_storeu_ps(y + static_cast<size_t>(m + j) * ldy + r, _mm_mul_ps(sums, scale));
         }
     } else {
-        float sums[RT * MT];
-        reduce_all<RT * MT>(acc, sums);
+        // One sum at a time whatever MT is (reduce_all would pair four of them, which adds the
+        // lanes in another order): a product's value must not depend on how many activation
+        // rows share the call (see dense_gemm).
         for (int j = 0; j < MT; ++j) {
             float* yr = y + static_cast<size_t>(m + j) * ldy + r;
-            for (int i = 0; i < RT; ++i)
-                yr[i] =
-                    row_scale != nullptr ? sums[i * MT + j] * row_scale[r + i] : sums[i * MT + j];
+            for (int i = 0; i < RT; ++i) {
+                const float sum = _mm512_reduce_add_ps(acc[i * MT + j]);
+                yr[i] = row_scale != nullptr ? sum * row_scale[r + i] : sum;
+            }
         }
     }
 }
 
-// One activation row: rows read one after another (see ternary_gemv), eight reduced together.
-template <typename Row>
-inline void dense_gemv_rows(int r_begin, int r_end, Row row, const float* row_scale, float* y) {
-    int r = r_begin;
-    for (; r + 8 <= r_end; r += 8) {
-        __m512 acc[8];
-        for (int i = 0; i < 8; ++i) acc[i] = row(r + i);
-        __m256 sums = reduce8_ps(acc);
-        if (row_scale != nullptr) sums = _mm256_mul_ps(sums, _mm256_loadu_ps(row_scale + r));
-        _mm256_storeu_ps(y + r, sums);
-    }
-    for (; r < r_end; ++r) {
-        const float sum = _mm512_reduce_add_ps(row(r));
-        y[r] = row_scale != nullptr ? sum * row_scale[r] : sum;
-    }
-}
-
-template <typename W>
-inline __m512 dense_row(const W& w, size_t row0, int k, const float* x) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                     _mm512_setzero_ps()};
-    int kk = 0;
-    for (; kk + 64 <= k; kk += 64) {
-        for (int u = 0; u < 4; ++u) {
-            acc[u] = _mm512_fmadd_ps(w.load(row0 + kk + 16 * u, 0xffff),
-                                     _mm512_loadu_ps(x + kk + 16 * u), acc[u]);
-        }
-    }
-    for (; kk < k; kk += 16) {
-        const __mmask16 m = mask16(k - kk);
-        acc[0] = _mm512_fmadd_ps(w.load(row0 + kk, m), _mm512_maskz_loadu_ps(m, x + kk), acc[0]);
-    }
-    return _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-}
-
+// Every activation row count takes the same tiles, so each y[m][r] comes out bit for bit the
+// same whether its row was computed alone (decoding) or with others (a batch, or the verified
+// drafts of speculative decoding, whose greedy output must equal plain decoding's). A single
+// row costs no more this way: the tiles prefetch, and from memory they stream as fast as a
+// row-at-a-time GEMV.
 template <typename W>
 void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
                 const float* row_scale, float* y, int ldy) {
-    if (m == 1) {
-        return dense_gemv_rows(
-            r_begin, r_end, [&](int r) { return dense_row(w, static_cast<size_t>(r) * k, k, x); },
-            row_scale, y);
-    }
     // Callers pass row ranges, not the matrix, so no size tells whether the weights come from
     // memory; prefetching lines already in cache costs one instruction per line.
     auto tile = [&](auto rt, auto mt, int r, int m0) {
@@ -779,7 +746,8 @@ void dense_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin,
 constexpr int kQ8Block = 32;
 constexpr size_t kQ8BlockBytes = 34;
 
-template <int RT, int MT>
+// kPrefetch: fetch the weights of the following row tile (see dense_tile).
+template <int RT, int MT, bool kPrefetch = false>
 inline void q8_0_tile(const uint8_t* w, int k, int r, const float* x, int m, int ldx, float* y,
                       int ldy) {
     const size_t row_bytes = static_cast<size_t>(k) / kQ8Block * kQ8BlockBytes;
@@ -806,6 +774,14 @@ inline void q8_0_tile(const uint8_t* w, int k, int r, const float* x, int m, int
                 acc[i * MT + j] = _mm512_fmadd_ps(t, d, acc[i * MT + j]);
             }
         }
+        // Last in the loop body and unconditional: otherwise GCC 12 keeps acc in memory.
+        if constexpr (kPrefetch) {
+            for (int i = 0; i < RT; ++i) {
+                _mm_prefetch(
+                    reinterpret_cast<const char*>(wr + (RT + i) * row_bytes + b * kQ8BlockBytes),
+                    _MM_HINT_T1);
+            }
+        }
     }
     float sums[RT * MT];
     reduce_all<RT * MT>(acc, sums);
@@ -815,32 +791,15 @@ inline void q8_0_tile(const uint8_t* w, int k, int r, const float* x, int m, int
     }
 }
 
-inline __m512 q8_0_row(const uint8_t* wr, int k, const float* x) {
-    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int b = 0; b < k / kQ8Block; ++b) {
-        const uint8_t* block = wr + b * kQ8BlockBytes;
-        const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(
-            static_cast<short>(static_cast<uint16_t>(block[0] | (block[1] << 8)))));
-        const __m512 qlo = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2))));
-        const __m512 qhi = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 18))));
-        const __m512 t = _mm512_fmadd_ps(qhi, _mm512_loadu_ps(x + b * kQ8Block + 16),
-                                         _mm512_mul_ps(qlo, _mm512_loadu_ps(x + b * kQ8Block)));
-        acc[b % 2] = _mm512_fmadd_ps(t, d, acc[b % 2]);
-    }
-    return _mm512_add_ps(acc[0], acc[1]);
-}
-
 void dense_gemm_q8_0(const uint8_t* w, int k, int r_begin, int r_end, const float* x, int m,
                      int ldx, float* y, int ldy) {
-    if (m == 1) {
-        const size_t row_bytes = static_cast<size_t>(k) / kQ8Block * kQ8BlockBytes;
-        return dense_gemv_rows(
-            r_begin, r_end, [&](int r) { return q8_0_row(w + r * row_bytes, k, x); }, nullptr, y);
-    }
+    // The same tiles for every activation row count, as in dense_gemm (row tails reduce one sum
+    // at a time there too: reduce_all pairs four sums only for whole row tiles).
     auto tile = [&](auto rt, auto mt, int r, int m0) {
-        q8_0_tile<decltype(rt)::value, decltype(mt)::value>(w, k, r, x, m0, ldx, y, ldy);
+        constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+        if (m0 == 0 && r + 2 * R <= r_end)
+            return q8_0_tile<R, C, true>(w, k, r, x, m0, ldx, y, ldy);
+        return q8_0_tile<R, C>(w, k, r, x, m0, ldx, y, ldy);
     };
     for_tiles<4, 2>(r_begin, r_end, m, tile);
 }
