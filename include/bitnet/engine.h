@@ -74,6 +74,9 @@ class Session {
     int position() const noexcept;  // tokens already in the cache
     int capacity() const noexcept;  // tokens the cache can hold
     void reset() noexcept;          // forget the tokens, keep the memory
+    // Forget the tokens from position n on (0 <= n <= position()), e.g. drafted tokens that
+    // verification rejected; the next forward pass continues at n.
+    void truncate(int n);
     const Model& model() const noexcept;
 
     struct Impl;

@@ -22,6 +22,13 @@ struct GenerationParams {
     bool add_special = true;                // let the tokenizer add BOS to the prompt
     bool show_special = false;              // include special tokens in the text
     int max_context = 0;                    // KV cache size; 0: prompt + max_tokens
+    // Speculative decoding: up to this many tokens a step drafted by prompt lookup (what followed
+    // the last earlier occurrence of the sequence's last 2-3 tokens) and verified in the same
+    // forward pass. 0: off. The output is the same as without it, for every sampler: each
+    // position is sampled from the same logits with the same random draws, and drafts count only
+    // while they equal the sampled tokens. Pays off on repetitive text (code edits, quotes,
+    // summaries); a rejected draft costs a little more than a plain step.
+    int draft_tokens = 0;
 };
 
 enum class FinishReason { Stop, Length, Cancelled };
@@ -33,6 +40,8 @@ struct GenerationStats {
     double time_to_first_token_ms = 0;  // prompt processing + first sampled token
     double total_ms = 0;
     double tokens_per_second = 0;  // generated tokens after the first, per second of decoding
+    int drafted_tokens = 0;        // speculative decoding: tokens drafted for verification
+    int accepted_tokens = 0;       // of those, tokens the model generated as drafted
 };
 
 struct GenerationResult {

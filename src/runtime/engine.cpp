@@ -107,6 +107,14 @@ int Session::capacity() const noexcept {
 void Session::reset() noexcept {
     impl_->cache.set_length(0);
 }
+void Session::truncate(int n) {
+    if (n < 0 || n > position()) {
+        throw Error(ErrorCode::InvalidArgument, "Session::truncate: position " + std::to_string(n) +
+                                                    " is outside [0, " +
+                                                    std::to_string(position()) + "]");
+    }
+    impl_->cache.set_length(n);
+}
 const Model& Session::model() const noexcept {
     return *impl_->model;
 }

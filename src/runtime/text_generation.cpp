@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "bitnet/error.h"
+#include "runtime/prompt_lookup.h"
 
 namespace bitnet {
 
@@ -38,6 +39,8 @@ TextGeneration::TextGeneration(InferenceEngine& engine, std::shared_ptr<const Mo
         throw Error(ErrorCode::InvalidArgument, "generate: the prompt encodes to no tokens");
     if (params.max_tokens < 0)
         throw Error(ErrorCode::InvalidArgument, "generate: max_tokens must be >= 0");
+    if (params.draft_tokens < 0)
+        throw Error(ErrorCode::InvalidArgument, "generate: draft_tokens must be >= 0");
     for (const std::string& s : params.stop_strings) {
         if (s.empty()) throw Error(ErrorCode::InvalidArgument, "generate: empty stop string");
     }
@@ -60,7 +63,17 @@ TextGeneration::TextGeneration(InferenceEngine& engine, std::shared_ptr<const Mo
 
 SequenceStep TextGeneration::next_step() {
     if (last_token_ < 0) return {session_.get(), std::span<const int32_t>(prompt_), false};
-    return {session_.get(), std::span<const int32_t>(&last_token_, 1), false};
+    step_start_ = session_->position();
+    step_.assign(1, last_token_);
+    // Drafts beyond the last token the request may produce, or beyond the cache, are wasted.
+    const int room = std::min(params_.max_tokens - static_cast<int>(result_.tokens.size()),
+                              session_->capacity() - step_start_) -
+                     1;
+    const std::vector<int32_t> draft =
+        prompt_lookup_draft(history_, std::min(params_.draft_tokens, room));
+    step_.insert(step_.end(), draft.begin(), draft.end());
+    result_.stats.drafted_tokens += static_cast<int>(draft.size());
+    return {session_.get(), std::span<const int32_t>(step_), step_.size() > 1};
 }
 
 void TextGeneration::emit_safe_text() {
@@ -91,16 +104,42 @@ void TextGeneration::complete(FinishReason reason) {
 
 void TextGeneration::accept(Tensor& logits) {
     if (done_) return;
-    const int32_t token = sampler_.sample(
-        std::span<float>(logits.data_as<float>(), static_cast<size_t>(logits.numel())), history_);
+    // Row i holds the logits after step_[i]; past row 0 they are valid only while each drafted
+    // token step_[i] is the one sampled from row i - 1, exactly as decoding one token at a time
+    // would have fed it.
+    const int64_t rows = logits.dim(0);
+    const size_t vocab = static_cast<size_t>(logits.dim(1));
+    std::vector<int32_t> sampled;
+    for (int64_t i = 0; i < rows; ++i) {
+        const int32_t token = sampler_.sample(
+            std::span<float>(logits.data_as<float>() + static_cast<size_t>(i) * vocab, vocab),
+            history_);
+        sampled.push_back(token);
+        if (std::find(stop_ids_.begin(), stop_ids_.end(), token) != stop_ids_.end()) break;
+        history_.push_back(token);
+        if (i + 1 >= rows || step_[static_cast<size_t>(i) + 1] != token) break;
+    }
+    if (rows > 1) {
+        // The cache keeps step_[0] and the confirmed drafts; the last sampled token is fed next.
+        const int confirmed = static_cast<int>(sampled.size()) - 1;
+        result_.stats.accepted_tokens += confirmed;
+        session_->truncate(step_start_ + 1 + confirmed);
+    }
+    // Each token is checked against the cache length decoding it alone would have had.
+    const int fed = session_->position() - static_cast<int>(sampled.size()) + 1;
+    for (size_t i = 0; i < sampled.size(); ++i) {
+        if (!take(sampled[i], fed + static_cast<int>(i))) return;
+    }
+}
+
+bool TextGeneration::take(int32_t token, int cache_length) {
     if (result_.tokens.empty()) first_token_ = std::chrono::steady_clock::now();
     if (std::find(stop_ids_.begin(), stop_ids_.end(), token) != stop_ids_.end()) {
         text_ += decoder_.flush();
         complete(FinishReason::Stop);
-        return;
+        return false;
     }
     result_.tokens.push_back(token);
-    history_.push_back(token);
     last_token_ = token;
     const size_t before = text_.size();
     text_ += decoder_.push(token);
@@ -114,15 +153,16 @@ void TextGeneration::accept(Tensor& logits) {
     if (cut != std::string::npos) {
         text_.resize(std::max(cut, emitted_));
         complete(FinishReason::Stop);
-        return;
+        return false;
     }
     if (static_cast<int>(result_.tokens.size()) >= params_.max_tokens ||
-        session_->position() >= session_->capacity()) {
+        cache_length >= session_->capacity()) {
         text_ += decoder_.flush();
         complete(FinishReason::Length);
-        return;
+        return false;
     }
     emit_safe_text();
+    return !done_;
 }
 
 void TextGeneration::cancel() {

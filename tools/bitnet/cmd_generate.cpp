@@ -27,6 +27,11 @@ void print_stats(const GenerationResult& r) {
         "\n[%d prompt tokens, %d generated (%s); first token after %.1f ms; %.2f tokens/s]\n",
         s.prompt_tokens, s.generated_tokens, finish_reason_name(r.finish), s.time_to_first_token_ms,
         s.tokens_per_second);
+    if (s.drafted_tokens > 0) {
+        std::fprintf(stderr, "[speculative: %d of %d drafted tokens accepted (%.0f%%)]\n",
+                     s.accepted_tokens, s.drafted_tokens,
+                     100.0 * s.accepted_tokens / s.drafted_tokens);
+    }
 }
 
 void run_generate(const GenerateArgs& a) {

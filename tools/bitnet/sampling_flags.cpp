@@ -48,6 +48,11 @@ void GenerationFlags::add_to(CLI::App& app) {
     app.add_option("-l,--logit-bias", logit_bias,
                    "TOKEN_ID+BIAS or TOKEN_ID-BIAS added to a token's logit; TOKEN_ID-inf bans it "
                    "(repeatable)");
+    app.add_option("--draft", params.draft_tokens,
+                   "speculative decoding: tokens drafted by prompt lookup and verified per step, "
+                   "same output (0: off)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     app.add_flag("--ignore-eos", params.ignore_eos, "keep generating past end-of-sequence tokens");
     app.add_flag("--special", params.show_special, "show special tokens in the output");
 }

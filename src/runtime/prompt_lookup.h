@@ -1,0 +1,21 @@
+// Prompt-lookup drafting for speculative decoding: text that repeats itself (code being edited,
+// a document being summarised or quoted, a model stuck in a loop) is predicted by what followed
+// the previous occurrence of its last few tokens. No draft model, no extra memory.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace bitnet {
+
+// Longest n-gram tried first; a single-token match is too weak a hint to be worth verifying.
+inline constexpr int kDraftMaxNgram = 3;
+inline constexpr int kDraftMinNgram = 2;
+
+// The up to max_tokens tokens that followed the most recent earlier occurrence of the last n
+// tokens of history, for the largest n in [kDraftMinNgram, kDraftMaxNgram] that occurs;
+// empty when none does (or max_tokens <= 0).
+std::vector<int32_t> prompt_lookup_draft(std::span<const int32_t> history, int max_tokens);
+
+}  // namespace bitnet
