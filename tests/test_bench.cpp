@@ -348,6 +348,33 @@ TEST(Benchmark, AnUntiedModelReadsOneEmbeddingRow) {
                                                   w.embedding.bytes() / w.embedding.rows);
 }
 
+TEST(Benchmark, SpeculativeDecodingGivesTheSameTokens) {
+    // The trained model on a random prompt falls into repeats that prompt lookup predicts.
+    InferenceEngine engine(EngineOptions{.threads = 2});
+    const auto model = engine.load_model(shipped_model_dir("debdocs-41m"));
+    BenchOptions o = tiny_options();
+    o.prompt_tokens = 16;
+    o.gen_tokens = 40;
+    o.batch = 1;
+    o.draft = 4;
+    o.api_overhead = false;
+    o.bandwidth_bytes = 0;
+    const BenchResult r = run_benchmark(engine, model, o);
+    EXPECT_TRUE(r.spec_identical);
+    EXPECT_GT(r.spec_drafted, 0);
+    EXPECT_GT(r.spec_acceptance, 0);
+    EXPECT_LE(r.spec_acceptance, 1);
+    EXPECT_GE(r.spec_tokens_per_step, 1);
+    EXPECT_LE(r.spec_tokens_per_step, 1 + o.draft);
+    const nlohmann::json j = nlohmann::json::parse(bench_json(r));
+    EXPECT_EQ(j["draft"], 4);
+    EXPECT_EQ(j["spec_identical"], true);
+    EXPECT_NEAR(number(j, "spec_speedup"), number(j, "spec_tok_s") / number(j, "gen_tok_s"),
+                number(j, "spec_speedup") * 0.002);
+    EXPECT_LE(number(j, "spec_tok_s_min"), number(j, "spec_tok_s"));
+    EXPECT_NE(bench_table(r).find("speculative, drafts of 4"), std::string::npos);
+}
+
 TEST(Benchmark, SkippedPartsAreLeftOut) {
     const auto model = synthetic();
     InferenceEngine engine(EngineOptions{.threads = 1});
@@ -359,6 +386,7 @@ TEST(Benchmark, SkippedPartsAreLeftOut) {
     o.repeat = 1;
     const nlohmann::json j = nlohmann::json::parse(bench_json(run_benchmark(engine, model, o)));
     EXPECT_FALSE(j.contains("batch_tok_s"));
+    EXPECT_FALSE(j.contains("spec_tok_s"));
     EXPECT_FALSE(j.contains("api_overhead_pct"));
     EXPECT_EQ(j["bandwidth_gb_s"], 0);
     EXPECT_GT(j["gen_tok_s"].get<double>(), 0);
@@ -376,6 +404,7 @@ TEST(Benchmark, BadOptionsAreClearErrors) {
     EXPECT_TRUE(fails([](BenchOptions& o) { o.prompt_tokens = 0; }, {"-p", "0"}));
     EXPECT_TRUE(fails([](BenchOptions& o) { o.gen_tokens = -3; }, {"-n", "-3"}));
     EXPECT_TRUE(fails([](BenchOptions& o) { o.batch = 0; }, {"--batch"}));
+    EXPECT_TRUE(fails([](BenchOptions& o) { o.draft = -2; }, {"--draft", "-2"}));
     EXPECT_TRUE(fails([](BenchOptions& o) { o.batch = 5; }, {"--batch 5", "batch size of 4"}));
     EXPECT_TRUE(fails([](BenchOptions& o) { o.repeat = 0; }, {"--repeat"}));
     EXPECT_TRUE(fails([](BenchOptions& o) { o.warmup = -1; }, {"--warmup"}));

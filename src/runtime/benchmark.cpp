@@ -25,6 +25,7 @@
 #include "model/forward.h"
 #include "model/model_impl.h"
 #include "runtime/engine_impl.h"
+#include "runtime/prompt_lookup.h"
 
 namespace bitnet {
 
@@ -81,6 +82,7 @@ void validate(const InferenceEngine& engine, const Model& model, const BenchOpti
     check(o.gen_tokens >= 1, "the number of generated tokens (-n) must be at least 1, got " +
                                  std::to_string(o.gen_tokens));
     check(o.batch >= 1, "--batch must be at least 1, got " + std::to_string(o.batch));
+    check(o.draft >= 0, "--draft must be >= 0, got " + std::to_string(o.draft));
     check(o.repeat >= 1, "--repeat must be at least 1, got " + std::to_string(o.repeat));
     check(o.warmup >= 0, "--warmup must be >= 0, got " + std::to_string(o.warmup));
     check(o.bandwidth_passes >= 1,
@@ -224,6 +226,13 @@ std::string utc_now() {
 struct SingleRun {
     double prefill_s = 0, ttft_s = 0, decode_s = 0;
     std::vector<double> steps;
+    std::vector<int32_t> tokens;  // generated, the prompt's next token first
+};
+
+struct SpeculativeRun {
+    double decode_s = 0;
+    int steps = 0, drafted = 0, accepted = 0;
+    std::vector<int32_t> tokens;
 };
 
 class Runner {
@@ -238,6 +247,9 @@ class Runner {
           prompt_(random_tokens(o.seed, o.prompt_tokens, vocab_)) {}
 
     SingleRun single(Session& s);
+    // The same greedy generation as single(), drafting up to `draft` tokens a step by prompt
+    // lookup and verifying them in one forward pass.
+    SpeculativeRun speculative(Session& s, int draft);
     double batch(std::vector<std::unique_ptr<Session>>& sessions, std::vector<double>& steps);
     // Decode steps through the bare forward pass and the public API, interleaved; appends each
     // step's seconds.
@@ -265,6 +277,8 @@ SingleRun Runner::single(Session& s) {
     r.prefill_s = seconds(t0, t1);
     r.ttft_s = seconds(t0, t2);
     r.steps.reserve(static_cast<size_t>(o_.gen_tokens));
+    r.tokens.reserve(static_cast<size_t>(o_.gen_tokens) + 1);
+    r.tokens.push_back(token);
     for (int i = 0; i < o_.gen_tokens; ++i) {
         const auto a = Clock::now();
         logits = engine_.forward(s, std::span<const int32_t>(&token, 1));
@@ -272,7 +286,44 @@ SingleRun Runner::single(Session& s) {
         const auto b = Clock::now();
         r.steps.push_back(seconds(a, b));
         r.decode_s += r.steps.back();
+        r.tokens.push_back(token);
     }
+    return r;
+}
+
+SpeculativeRun Runner::speculative(Session& s, int draft) {
+    SpeculativeRun r;
+    s.reset();
+    int32_t token = argmax(engine_.forward(s, prompt_).data_as<float>(), vocab_);
+    std::vector<int32_t> history = prompt_;
+    history.push_back(token);
+    r.tokens.push_back(token);
+    std::vector<int32_t> step;
+    const auto t0 = Clock::now();
+    for (int produced = 0; produced < o_.gen_tokens;) {
+        const int start = s.position();
+        step.assign(1, token);
+        const std::vector<int32_t> d =
+            prompt_lookup_draft(history, std::min(draft, o_.gen_tokens - produced - 1));
+        step.insert(step.end(), d.begin(), d.end());
+        const SequenceStep one{&s, step, true};
+        const Tensor logits = std::move(engine_.forward(std::span<const SequenceStep>(&one, 1))[0]);
+        // Row i follows step[i]; it counts only while every draft before it was confirmed.
+        int confirmed = 0;
+        for (size_t i = 0; i < step.size(); ++i) {
+            token = argmax(logits.data_as<float>() + i * static_cast<size_t>(vocab_), vocab_);
+            history.push_back(token);
+            r.tokens.push_back(token);
+            ++produced;
+            if (i + 1 == step.size() || step[i + 1] != token) break;
+            ++confirmed;
+        }
+        s.truncate(start + 1 + confirmed);
+        ++r.steps;
+        r.drafted += static_cast<int>(d.size());
+        r.accepted += confirmed;
+    }
+    r.decode_s = seconds(t0, Clock::now());
     return r;
 }
 
@@ -508,6 +559,28 @@ BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const M
         r.batch_step_p50_ms = percentile(steps, 50) * 1e3;
     }
 
+    if (o.draft > 0) {
+        auto session = engine.create_session(model, run.capacity());
+        const std::vector<int32_t> plain = run.single(*session).tokens;
+        for (int i = 0; i < o.warmup; ++i) run.speculative(*session, o.draft);
+        std::vector<double> rates;
+        int steps = 0, drafted = 0, accepted = 0;
+        r.spec_identical = true;
+        for (int i = 0; i < o.repeat; ++i) {
+            const SpeculativeRun s = run.speculative(*session, o.draft);
+            rates.push_back(o.gen_tokens / s.decode_s);
+            steps += s.steps;
+            drafted += s.drafted;
+            accepted += s.accepted;
+            r.spec_identical = r.spec_identical && s.tokens == plain;
+        }
+        r.spec_tok_s = spread_of(rates);
+        r.spec_speedup = r.spec_tok_s.median / r.gen_tok_s.median;
+        r.spec_drafted = drafted / o.repeat;
+        r.spec_acceptance = drafted > 0 ? static_cast<double>(accepted) / drafted : 0;
+        r.spec_tokens_per_step = static_cast<double>(o.gen_tokens) * o.repeat / steps;
+    }
+
     if (o.api_overhead) {
         auto session = engine.create_session(model, run.capacity());
         KVCache bare_cache(c, run.capacity(), session->impl().cache.type());
@@ -565,6 +638,16 @@ std::string bench_json(const BenchResult& r) {
         j["batch_tok_s_min"] = round_sig(r.batch_tok_s.min);
         j["batch_tok_s_max"] = round_sig(r.batch_tok_s.max);
         j["batch_ratio"] = round_sig(r.batch_ratio);
+    }
+    if (o.draft > 0) {
+        j["draft"] = o.draft;
+        j["spec_tok_s"] = round_sig(r.spec_tok_s.median);
+        j["spec_tok_s_min"] = round_sig(r.spec_tok_s.min);
+        j["spec_tok_s_max"] = round_sig(r.spec_tok_s.max);
+        j["spec_speedup"] = round_sig(r.spec_speedup);
+        j["spec_acceptance"] = round_sig(r.spec_acceptance);
+        j["spec_tokens_per_step"] = round_sig(r.spec_tokens_per_step);
+        j["spec_identical"] = r.spec_identical;
         j["batch_step_ms_p50"] = round_sig(r.batch_step_p50_ms);
     }
     j["peak_rss_mb"] = round_sig(mb(r.peak_rss_bytes));
@@ -624,6 +707,14 @@ std::string bench_table(const BenchResult& r) {
         const auto [bv, br] = rate(r.batch_tok_s);
         line(std::to_string(o.batch) + " sequences decoding, aggregate", bv,
              br + "  (" + sig3(r.batch_ratio) + "x one sequence)");
+    }
+    if (o.draft > 0) {
+        const auto [sv, sr] = rate(r.spec_tok_s);
+        line("speculative, drafts of " + std::to_string(o.draft), sv,
+             sr + "  (" + sig3(r.spec_speedup) + "x; " + fixed(r.spec_acceptance * 100, 0) +
+                 "% of " + std::to_string(r.spec_drafted) + " drafted accepted, " +
+                 sig3(r.spec_tokens_per_step) + " tokens a pass; " +
+                 (r.spec_identical ? "same tokens" : "DIFFERENT TOKENS") + ")");
     }
     line("peak RSS", sig3(mb(r.peak_rss_bytes)) + " MB",
          "weights " + sig3(mb(r.model_bytes)) + " MB + KV cache " + sig3(mb(r.kv_cache_bytes)) +

@@ -19,6 +19,7 @@ struct BenchOptions {
     int prompt_tokens = 128;  // prefill of this many tokens
     int gen_tokens = 128;     // decode steps after the prompt, greedy
     int batch = 1;            // > 1: also N sequences decoding together
+    int draft = 0;            // > 0: also greedy decoding with prompt-lookup drafts of this many
     int repeat = 3;           // timed runs; figures are the median (and min-max) over them
     int warmup = 1;           // untimed full runs first (page faults, pool growth)
     size_t bandwidth_bytes = size_t{1} << 30;  // read-bandwidth buffer; 0 skips the measure
@@ -53,6 +54,17 @@ struct BenchResult {
     Spread batch_tok_s;
     double batch_ratio = 0;
     double batch_step_p50_ms = 0;
+
+    // Speculative decoding (draft > 0): the same greedy generation with prompt-lookup drafts
+    // verified in batched steps; tokens/s, vs gen_tok_s, the share of drafted tokens accepted,
+    // tokens produced per forward pass, and whether the tokens equal plain decoding's (they
+    // must: anything else is a bug).
+    Spread spec_tok_s;
+    double spec_speedup = 0;
+    double spec_acceptance = 0;
+    double spec_tokens_per_step = 0;
+    int spec_drafted = 0;
+    bool spec_identical = false;
 
     // Memory while one sequence runs: VmHWM, restarted when the benchmark starts (where the
     // kernel allows), so building or loading the model does not count; the process's lifetime

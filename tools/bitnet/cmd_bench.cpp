@@ -21,6 +21,7 @@ struct BenchArgs {
     int prompt = 128;
     int gen = 128;
     int batch = 1;
+    int draft = 0;
     int repeat = 3;
     int warmup = 1;
     int bandwidth_mib = 1024;
@@ -66,6 +67,7 @@ void run_bench(const BenchArgs& a) {
     o.prompt_tokens = a.prompt;
     o.gen_tokens = a.gen;
     o.batch = a.batch;
+    o.draft = a.draft;
     o.repeat = a.repeat;
     o.warmup = a.warmup;
     o.bandwidth_bytes = static_cast<size_t>(a.bandwidth_mib) << 20;
@@ -97,6 +99,10 @@ void add_bench_command(CLI::App& app) {
     cmd->add_option("-n,--gen-tokens", args->gen, "decode steps after the prompt (default 128)");
     cmd->add_option("--batch", args->batch,
                     "also decode N sequences together and report the aggregate (default 1)");
+    cmd->add_option("--draft", args->draft,
+                    "also decode with prompt-lookup drafts of up to N tokens (speculative "
+                    "decoding): speed-up, acceptance, same tokens (default 0: off)")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--repeat", args->repeat, "timed runs; median and min-max (default 3)");
     cmd->add_option("--warmup", args->warmup, "untimed runs first (default 1)");
     cmd->add_option("--bandwidth-mib", args->bandwidth_mib,
