@@ -18,25 +18,26 @@ std::vector<int32_t> draft(std::vector<int32_t> history, int max_tokens) {
 }
 
 TEST(PromptLookupTest, ProposesWhatFollowedTheLastEarlierOccurrence) {
-    // The suffix 7 8 occurred twice before; the latest occurrence was followed by 5 6.
-    EXPECT_EQ(draft({7, 8, 1, 2, 7, 8, 5, 6, 9, 7, 8}, 2), (std::vector<int32_t>{5, 6}));
-    // The longer n-gram wins over a more recent shorter one: 3 7 8 occurred at the start.
-    EXPECT_EQ(draft({3, 7, 8, 1, 2, 7, 8, 5, 3, 7, 8}, 3), (std::vector<int32_t>{1, 2, 7}));
+    // The suffix 6 7 8 occurred twice before; the latest occurrence was followed by 5 6.
+    EXPECT_EQ(draft({6, 7, 8, 1, 2, 6, 7, 8, 5, 6, 9, 6, 7, 8}, 2), (std::vector<int32_t>{5, 6}));
+    // The longer n-gram wins over a more recent shorter one: 3 6 7 8 occurred at the start.
+    EXPECT_EQ(draft({3, 6, 7, 8, 1, 2, 6, 7, 8, 5, 3, 6, 7, 8}, 3),
+              (std::vector<int32_t>{1, 2, 6}));
     // Drafts stop at the end of the history and at max_tokens.
-    EXPECT_EQ(draft({4, 5, 6, 4, 5}, 8), (std::vector<int32_t>{6, 4, 5}));
-    EXPECT_EQ(draft({4, 5, 6, 4, 5}, 1), (std::vector<int32_t>{6}));
+    EXPECT_EQ(draft({4, 5, 6, 9, 4, 5, 6}, 8), (std::vector<int32_t>{9, 4, 5, 6}));
+    EXPECT_EQ(draft({4, 5, 6, 9, 4, 5, 6}, 1), (std::vector<int32_t>{9}));
     // A loop drafts its own continuation.
-    EXPECT_EQ(draft({1, 2, 1, 2, 1, 2}, 3), (std::vector<int32_t>{1, 2}));
+    EXPECT_EQ(draft({1, 2, 1, 2, 1, 2, 1}, 3), (std::vector<int32_t>{2, 1}));
 }
 
-TEST(PromptLookupTest, DraftsNothingWithoutAMatchOfTwoTokens) {
+TEST(PromptLookupTest, DraftsNothingWithoutAMatchOfThreeTokens) {
     EXPECT_TRUE(draft({}, 4).empty());
-    EXPECT_TRUE(draft({1, 2}, 4).empty());
-    EXPECT_TRUE(draft({1, 2, 3, 4, 5}, 4).empty());
-    // One matching token is not enough.
-    EXPECT_TRUE(draft({9, 1, 5, 6, 9}, 4).empty());
-    EXPECT_TRUE(draft({1, 2, 3, 1, 2}, 0).empty());
-    EXPECT_TRUE(draft({1, 2, 3, 1, 2}, -1).empty());
+    EXPECT_TRUE(draft({1, 2, 3}, 4).empty());
+    EXPECT_TRUE(draft({1, 2, 3, 4, 5, 6}, 4).empty());
+    // Two matching tokens are not enough.
+    EXPECT_TRUE(draft({9, 1, 2, 5, 6, 1, 2}, 4).empty());
+    EXPECT_TRUE(draft({1, 2, 3, 4, 1, 2, 3}, 0).empty());
+    EXPECT_TRUE(draft({1, 2, 3, 4, 1, 2, 3}, -1).empty());
 }
 
 TEST(SessionTest, TruncatedSessionContinuesAsIfTheTokensWereNeverFed) {

@@ -23,7 +23,7 @@ struct GenerationParams {
     bool show_special = false;              // include special tokens in the text
     int max_context = 0;                    // KV cache size; 0: prompt + max_tokens
     // Speculative decoding: up to this many tokens a step drafted by prompt lookup (what followed
-    // the last earlier occurrence of the sequence's last 2-3 tokens) and verified in the same
+    // the last earlier occurrence of the sequence's last 3-4 tokens) and verified in the same
     // forward pass. 0: off. The output is the same as without it, for every sampler: each
     // position is sampled from the same logits with the same random draws, and drafts count only
     // while they equal the sampled tokens. Pays off on repetitive text (code edits, quotes,
