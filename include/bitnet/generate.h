@@ -27,7 +27,8 @@ struct GenerationParams {
     // forward pass. 0: off. The output is the same as without it, for every sampler: each
     // position is sampled from the same logits with the same random draws, and drafts count only
     // while they equal the sampled tokens. Pays off on repetitive text (code edits, quotes,
-    // summaries); a rejected draft costs a little more than a plain step.
+    // summaries); a rejected draft costs a little more than a plain step, so the length drafted
+    // shrinks after rejections and grows back after full acceptances.
     int draft_tokens = 0;
 };
 

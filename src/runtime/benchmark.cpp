@@ -248,7 +248,7 @@ class Runner {
 
     SingleRun single(Session& s);
     // The same greedy generation as single(), drafting up to `draft` tokens a step by prompt
-    // lookup and verifying them in one forward pass.
+    // lookup (as many as TextGeneration's schedule allows) and verifying them in one pass.
     SpeculativeRun speculative(Session& s, int draft);
     double batch(std::vector<std::unique_ptr<Session>>& sessions, std::vector<double>& steps);
     // Decode steps through the bare forward pass and the public API, interleaved; appends each
@@ -299,12 +299,13 @@ SpeculativeRun Runner::speculative(Session& s, int draft) {
     history.push_back(token);
     r.tokens.push_back(token);
     std::vector<int32_t> step;
+    DraftSchedule schedule(draft);
     const auto t0 = Clock::now();
     for (int produced = 0; produced < o_.gen_tokens;) {
         const int start = s.position();
         step.assign(1, token);
         const std::vector<int32_t> d =
-            prompt_lookup_draft(history, std::min(draft, o_.gen_tokens - produced - 1));
+            prompt_lookup_draft(history, std::min(schedule.next(), o_.gen_tokens - produced - 1));
         step.insert(step.end(), d.begin(), d.end());
         const SequenceStep one{&s, step, true};
         const Tensor logits = std::move(engine_.forward(std::span<const SequenceStep>(&one, 1))[0]);
@@ -322,6 +323,7 @@ SpeculativeRun Runner::speculative(Session& s, int draft) {
         ++r.steps;
         r.drafted += static_cast<int>(d.size());
         r.accepted += confirmed;
+        schedule.update(static_cast<int>(d.size()), confirmed);
     }
     r.decode_s = seconds(t0, Clock::now());
     return r;

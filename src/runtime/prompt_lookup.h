@@ -3,6 +3,7 @@
 // the previous occurrence of its last few tokens. No draft model, no extra memory.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -19,5 +20,23 @@ inline constexpr int kDraftMinNgram = 3;
 // tokens of history, for the largest n in [kDraftMinNgram, kDraftMaxNgram] that occurs;
 // empty when none does (or max_tokens <= 0).
 std::vector<int32_t> prompt_lookup_draft(std::span<const int32_t> history, int max_tokens);
+
+// How many tokens to draft next (Hugging Face's heuristic schedule for assisted generation):
+// two more after a draft accepted whole, one fewer (down to 1) after a rejection, never more
+// than the caller's limit. Text that stops repeating wastes fewer rows on verification; text
+// that repeats grows back to the limit within a few steps.
+class DraftSchedule {
+  public:
+    explicit DraftSchedule(int max_tokens) : max_(max_tokens), next_(max_tokens) {}
+    int next() const noexcept { return next_; }
+    void update(int drafted, int accepted) noexcept {
+        if (drafted == 0) return;
+        next_ = accepted == drafted ? std::min(max_, next_ + 2) : std::max(1, next_ - 1);
+    }
+
+  private:
+    int max_;
+    int next_;
+};
 
 }  // namespace bitnet

@@ -34,6 +34,7 @@ TextGeneration::TextGeneration(InferenceEngine& engine, std::shared_ptr<const Mo
       sampler_(params.sampling),
       decoder_(tokenizer, !params.show_special),
       prompt_(std::move(prompt)),
+      schedule_(params.draft_tokens),
       start_(std::chrono::steady_clock::now()) {
     if (prompt_.empty())
         throw Error(ErrorCode::InvalidArgument, "generate: the prompt encodes to no tokens");
@@ -70,7 +71,7 @@ SequenceStep TextGeneration::next_step() {
                               session_->capacity() - step_start_) -
                      1;
     const std::vector<int32_t> draft =
-        prompt_lookup_draft(history_, std::min(params_.draft_tokens, room));
+        prompt_lookup_draft(history_, std::min(schedule_.next(), room));
     step_.insert(step_.end(), draft.begin(), draft.end());
     result_.stats.drafted_tokens += static_cast<int>(draft.size());
     return {session_.get(), std::span<const int32_t>(step_), step_.size() > 1};
@@ -123,6 +124,7 @@ void TextGeneration::accept(Tensor& logits) {
         // The cache keeps step_[0] and the confirmed drafts; the last sampled token is fed next.
         const int confirmed = static_cast<int>(sampled.size()) - 1;
         result_.stats.accepted_tokens += confirmed;
+        schedule_.update(static_cast<int>(rows) - 1, confirmed);
         session_->truncate(step_start_ + 1 + confirmed);
     }
     // Each token is checked against the cache length decoding it alone would have had.

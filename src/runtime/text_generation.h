@@ -10,6 +10,7 @@
 #include "bitnet/engine.h"
 #include "bitnet/generate.h"
 #include "bitnet/tokenizer.h"
+#include "runtime/prompt_lookup.h"
 
 namespace bitnet {
 
@@ -43,6 +44,7 @@ class TextGeneration {
     Sampler sampler_;
     StreamDecoder decoder_;
     std::vector<int32_t> prompt_;
+    DraftSchedule schedule_;
     std::vector<int32_t> history_;  // prompt + generated, for the penalties
     std::vector<int32_t> stop_ids_;
     int32_t last_token_ = -1;
