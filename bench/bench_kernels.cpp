@@ -288,7 +288,7 @@ void register_all() {
                 ->Unit(benchmark::kMicrosecond);
         }
         for (const auto& [hd, keys] :
-             std::vector<std::pair<int, int>>{{32, 64}, {128, 128}, {128, 1024}}) {
+             std::vector<std::pair<int, int>>{{32, 64}, {32, 256}, {128, 128}, {128, 1024}}) {
             benchmark::RegisterBenchmark(("attention_head/" + level + "/head_dim=" +
                                           std::to_string(hd) + "/keys=" + std::to_string(keys))
                                              .c_str(),

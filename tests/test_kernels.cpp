@@ -565,7 +565,7 @@ void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys
 
 TEST_P(KernelTest, AttentionHead) {
     for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
-        for (int head_dim : {40, 64, 72, 128}) {
+        for (int head_dim : {16, 32, 40, 64, 72, 128}) {
             for (int n_keys = 1; n_keys <= 41; ++n_keys)
                 check_attention(k(), type, head_dim, n_keys, 60u + n_keys);
         }

@@ -1081,63 +1081,6 @@ inline __m512 load_kv(const void* base, size_t off, __mmask16 m) {
     }
 }
 
-// Heads of up to 64 dimensions: four keys a score reduction, one 16-wide slice of the value sum
-// at a time (measured faster there than the wide form below, which wins for 128 dimensions).
-template <KvType T>
-void attention_small(const AttentionHeadArgs& a) {
-    const int hd = a.head_dim;
-    // Scores, four keys at a time so one reduction serves four dot products.
-    int p = 0;
-    for (; p + 4 <= a.n_keys; p += 4) {
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                         _mm512_setzero_ps()};
-        for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = mask16(hd - d);
-            const __m512 qv = _mm512_maskz_loadu_ps(m, a.q + d);
-            for (int i = 0; i < 4; ++i) {
-                const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p + i) * a.row_stride + d, m);
-                acc[i] = _mm512_fmadd_ps(qv, kv, acc[i]);
-            }
-        }
-        _mm_storeu_ps(a.scratch + p,
-                      _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
-    }
-    for (; p < a.n_keys; ++p) {
-        __m512 acc = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d += 16) {
-            const __mmask16 m = mask16(hd - d);
-            const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p) * a.row_stride + d, m);
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a.q + d), kv, acc);
-        }
-        a.scratch[p] = _mm512_reduce_add_ps(acc) * a.scale;
-    }
-
-    softmax(a.scratch, a.n_keys);
-
-    // Weighted sum of v, one 16-wide slice of head_dim at a time, held in registers across
-    // all keys; two accumulators halve the FMA dependency chain.
-    for (int d = 0; d < hd; d += 16) {
-        const __mmask16 m = mask16(hd - d);
-        __m512 acc0 = _mm512_setzero_ps();
-        __m512 acc1 = _mm512_setzero_ps();
-        int k = 0;
-        for (; k + 2 <= a.n_keys; k += 2) {
-            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(a.scratch[k]),
-                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, m),
-                                   acc0);
-            acc1 = _mm512_fmadd_ps(
-                _mm512_set1_ps(a.scratch[k + 1]),
-                load_kv<T>(a.v, static_cast<size_t>(k + 1) * a.row_stride + d, m), acc1);
-        }
-        if (k < a.n_keys) {
-            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(a.scratch[k]),
-                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, m),
-                                   acc0);
-        }
-        _mm512_mask_storeu_ps(a.out + d, m, _mm512_add_ps(acc0, acc1));
-    }
-}
-
 // scratch[p] = scale * dot(q, k_p) for keys [p0, p0 + N).
 template <KvType T, int N>
 inline void attention_scores(const AttentionHeadArgs& a, int p0) {
@@ -1186,6 +1129,52 @@ inline void attention_values(const AttentionHeadArgs& a, int d0) {
 #pragma GCC unroll 4
         for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][s]);
         _mm512_mask_storeu_ps(a.out + d0 + 16 * s, m[s], sum);
+    }
+}
+
+// Heads of up to 64 dimensions: four keys a score reduction (measured faster there than the
+// wide form's eight, which wins for 128 dimensions), then the value sum over all of the head's
+// slices with four keys in flight (8-13% faster at 32 dimensions than one slice at a time).
+template <KvType T>
+void attention_small(const AttentionHeadArgs& a) {
+    const int hd = a.head_dim;
+    // Scores, four keys at a time so one reduction serves four dot products.
+    int p = 0;
+    for (; p + 4 <= a.n_keys; p += 4) {
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = mask16(hd - d);
+            const __m512 qv = _mm512_maskz_loadu_ps(m, a.q + d);
+            for (int i = 0; i < 4; ++i) {
+                const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p + i) * a.row_stride + d, m);
+                acc[i] = _mm512_fmadd_ps(qv, kv, acc[i]);
+            }
+        }
+        _mm_storeu_ps(a.scratch + p,
+                      _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
+    }
+    for (; p < a.n_keys; ++p) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d += 16) {
+            const __mmask16 m = mask16(hd - d);
+            const __m512 kv = load_kv<T>(a.k, static_cast<size_t>(p) * a.row_stride + d, m);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a.q + d), kv, acc);
+        }
+        a.scratch[p] = _mm512_reduce_add_ps(acc) * a.scale;
+    }
+
+    softmax(a.scratch, a.n_keys);
+
+    switch ((hd + 15) / 16) {
+        case 1:
+            return attention_values<T, 1, 4>(a, 0);
+        case 2:
+            return attention_values<T, 2, 4>(a, 0);
+        case 3:
+            return attention_values<T, 3, 4>(a, 0);
+        default:
+            return attention_values<T, 4, 4>(a, 0);
     }
 }
 
