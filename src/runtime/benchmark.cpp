@@ -640,6 +640,7 @@ std::string bench_json(const BenchResult& r) {
         j["batch_tok_s_min"] = round_sig(r.batch_tok_s.min);
         j["batch_tok_s_max"] = round_sig(r.batch_tok_s.max);
         j["batch_ratio"] = round_sig(r.batch_ratio);
+        j["batch_step_ms_p50"] = round_sig(r.batch_step_p50_ms);
     }
     if (o.draft > 0) {
         j["draft"] = o.draft;
@@ -650,7 +651,6 @@ std::string bench_json(const BenchResult& r) {
         j["spec_acceptance"] = round_sig(r.spec_acceptance);
         j["spec_tokens_per_step"] = round_sig(r.spec_tokens_per_step);
         j["spec_identical"] = r.spec_identical;
-        j["batch_step_ms_p50"] = round_sig(r.batch_step_p50_ms);
     }
     j["peak_rss_mb"] = round_sig(mb(r.peak_rss_bytes));
     j["peak_rss_reset"] = r.peak_rss_reset;
