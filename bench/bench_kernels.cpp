@@ -156,29 +156,38 @@ void bench_quantize(benchmark::State& state, Isa isa, int n) {
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 
-// One query head over n_keys cached positions (f32 KV, 5 KV heads per row as in 2B-4T).
-void bench_attention(benchmark::State& state, Isa isa, int head_dim, int n_keys) {
+// `queries` query heads sharing one KV head over n_keys cached positions (f32 KV, one head's
+// rows contiguous as the cache keeps them). `planes` > 1 cycles through that many heads' keys
+// and values, 2 x 256 KiB each at 256 keys x 128: a decoding batch's caches, read from memory.
+void bench_attention(benchmark::State& state, Isa isa, int head_dim, int n_keys, int queries,
+                     int planes, bool prefetch) {
     const KernelTable& k = kernels(isa);
-    const size_t stride = static_cast<size_t>(5) * head_dim;
-    std::vector<float> kv(stride * n_keys * 2), q(head_dim), scratch(n_keys), out(head_dim);
+    const size_t plane = static_cast<size_t>(head_dim) * n_keys;
+    std::vector<float> kv(plane * 2 * planes), q(static_cast<size_t>(head_dim) * queries),
+        scratch(static_cast<size_t>(n_keys) * queries), out(q.size());
     XorShift rng;
     for (float& v : kv) v = rng.uniform();
     for (float& v : q) v = rng.uniform();
     AttentionHeadArgs a;
     a.q = q.data();
-    a.k = kv.data();
-    a.v = kv.data() + stride * n_keys;
-    a.row_stride = stride;
+    a.row_stride = static_cast<size_t>(head_dim);
     a.n_keys = n_keys;
     a.head_dim = head_dim;
+    a.n_queries = queries;
+    a.prefetch = prefetch;
     a.scale = 0.125f;
     a.scratch = scratch.data();
     a.out = out.data();
+    int next = 0;
     for (auto _ : state) {
+        a.k = kv.data() + 2 * plane * next;
+        a.v = kv.data() + 2 * plane * next + plane;
+        next = next + 1 == planes ? 0 : next + 1;
         k.attention_head(a);
         benchmark::DoNotOptimize(out.data());
     }
-    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n_keys * head_dim);
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n_keys * head_dim *
+                            queries);
 }
 
 // Synthetic models are built once per (shape, weights, head) and shared by the benchmarks.
@@ -292,7 +301,18 @@ void register_all() {
             benchmark::RegisterBenchmark(("attention_head/" + level + "/head_dim=" +
                                           std::to_string(hd) + "/keys=" + std::to_string(keys))
                                              .c_str(),
-                                         bench_attention, isa, hd, keys)
+                                         bench_attention, isa, hd, keys, 1, 1, false)
+                ->Unit(benchmark::kNanosecond);
+        }
+        // 2B-4T's four query heads a KV head: in L2, and from memory without and with prefetch.
+        for (const auto& [planes, prefetch] :
+             std::vector<std::pair<int, bool>>{{1, false}, {256, false}, {256, true}}) {
+            const std::string where = planes == 1 ? "cached"
+                                      : prefetch  ? "memory+prefetch"
+                                                  : "memory";
+            benchmark::RegisterBenchmark(
+                ("attention_group/" + level + "/head_dim=128/keys=256/queries=4/" + where).c_str(),
+                bench_attention, isa, 128, 256, 4, planes, prefetch)
                 ->Unit(benchmark::kNanosecond);
         }
         benchmark::RegisterBenchmark(("quantize_row_i8/" + level + "/2560").c_str(), bench_quantize,

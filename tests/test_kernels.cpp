@@ -575,6 +575,67 @@ TEST_P(KernelTest, AttentionHead) {
     }
 }
 
+// n_queries heads sharing one KV head in one call: each query's output must be the same bits
+// as a call of its own (so batching or splitting a group never changes a token), and nothing
+// past the last query's output may be written.
+void check_grouped_attention(const KernelTable& k, KvType type, int head_dim, int n_keys,
+                             int n_queries, uint32_t seed) {
+    const size_t hd = static_cast<size_t>(head_dim), n = static_cast<size_t>(n_keys);
+    const std::vector<float> kf = random_floats(hd * n, seed, -2.f, 2.f);
+    const std::vector<float> vf = random_floats(hd * n, seed + 1, -2.f, 2.f);
+    const std::vector<float> q = random_floats(hd * n_queries, seed + 2, -2.f, 2.f);
+    std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+    for (size_t i = 0; i < kf.size(); ++i) {
+        k16[i] = type == KvType::F16 ? f32_to_f16(kf[i]) : f32_to_bf16(kf[i]);
+        v16[i] = type == KvType::F16 ? f32_to_f16(vf[i]) : f32_to_bf16(vf[i]);
+    }
+    AttentionHeadArgs a;
+    a.k = type == KvType::F32 ? static_cast<const void*>(kf.data()) : k16.data();
+    a.v = type == KvType::F32 ? static_cast<const void*>(vf.data()) : v16.data();
+    a.kv_type = type;
+    a.row_stride = hd;
+    a.n_keys = n_keys;
+    a.head_dim = head_dim;
+    a.scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+    std::vector<float> scratch(n * n_queries), out(hd * n_queries + 1, 5.f);
+    AttentionHeadArgs all = a;
+    all.q = q.data();
+    all.n_queries = n_queries;
+    all.scratch = scratch.data();
+    all.out = out.data();
+    k.attention_head(all);
+    ASSERT_EQ(out.back(), 5.f) << "wrote past the last query";
+    for (int i = 0; i < n_queries; ++i) {
+        std::vector<float> one_scratch(n), one_out(hd);
+        AttentionHeadArgs one = a;
+        one.q = q.data() + i * hd;
+        one.scratch = one_scratch.data();
+        one.out = one_out.data();
+        k.attention_head(one);
+        for (size_t d = 0; d < hd; ++d) {
+            ASSERT_TRUE(same_bits(out[i * hd + d], one_out[d]))
+                << "type=" << static_cast<int>(type) << " head_dim=" << head_dim
+                << " n_keys=" << n_keys << " n_queries=" << n_queries << " query " << i
+                << " d=" << d << ": " << out[i * hd + d] << " vs " << one_out[d];
+        }
+    }
+}
+
+TEST(AttentionGroups, EachQueryIsTheSameAloneAndInAGroup) {
+    for (Isa isa : supported_isas()) {
+        SCOPED_TRACE(isa_name(isa));
+        for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
+            for (int head_dim : {16, 40, 64, 128, 200}) {
+                for (int n_keys : {1, 3, 31, 32, 33, 70, 257}) {
+                    for (int n_queries : {2, 4, 9})
+                        check_grouped_attention(kernels(isa), type, head_dim, n_keys, n_queries,
+                                                70u + n_keys + n_queries);
+                }
+            }
+        }
+    }
+}
+
 std::vector<Isa> simd_levels() {
     std::vector<Isa> out;
     for (Isa isa : supported_isas()) {

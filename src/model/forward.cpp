@@ -50,6 +50,9 @@ struct GemmJob {
 };
 
 constexpr int kRowGrain = 16;  // rows per thread piece come in multiples of this
+// KV bytes a step reads (all layers) from which attention fetches ahead: about what L2 and
+// this core's share of L3 hold.
+constexpr size_t kKvFromMemoryBytes = size_t{8} << 20;
 
 }  // namespace
 
@@ -195,31 +198,50 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     });
     const int group = c.num_heads / c.num_kv_heads;
     const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-    // Units run head-major (all tokens of head 0, then head 1, ...): a thread's contiguous
-    // share then holds early and late tokens alike, where token-major shares would give the
-    // last thread the longest causal rows of a prompt.
-    pool_.parallel_for(static_cast<int64_t>(M) * c.num_heads, 1, [&](int64_t u0, int64_t u1) {
+    // A unit is the query heads of one token that share a KV head, or a part of them: one
+    // kernel call reads those keys and values once for all of its queries. The group is split
+    // only when there would be too few units to share out evenly (one sequence decoding).
+    // Units run KV-head-major when a sequence brings several tokens: a thread's contiguous
+    // share then holds early and late tokens of a prompt alike, where token-major shares would
+    // give the last thread the longest causal rows. Single-token sequences (decoding) run
+    // token-major, so each thread streams whole caches.
+    const int64_t groups = static_cast<int64_t>(M) * c.num_kv_heads;
+    int parts = 1;
+    while (parts < group && (group % parts != 0 || groups * parts < 4 * pool_.size())) ++parts;
+    const int per_unit = group / parts;
+    const bool one_token_each = static_cast<size_t>(M) == b.items.size();
+    // Keys and values this step reads over all layers: past a few MiB they have left the caches
+    // by the time a layer comes round again (the weights stream through in between).
+    size_t kv_bytes = 0;
+    for (const ForwardItem& it : b.items) {
+        const size_t elem = it.cache->type() == cpu::KvType::F32 ? 4 : 2;
+        kv_bytes += static_cast<size_t>(it.cache->length() + it.n_tokens) * KD * elem * 2;
+    }
+    const bool prefetch_kv = kv_bytes * c.num_layers >= kKvFromMemoryBytes;
+    pool_.parallel_for(groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {
-            const int64_t t = u % M;
-            const int head = static_cast<int>(u / M);
+            const int64_t grp = u / parts, part = u % parts;
+            const int64_t t = one_token_each ? grp / c.num_kv_heads : grp % M;
+            const int64_t kv_head = one_token_each ? grp % c.num_kv_heads : grp / M;
+            const int first_head = static_cast<int>(kv_head * group + part * per_unit);
             const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[t])].cache;
             const int n_keys = b.pos[t] + 1;
-            if (scratch.size() < static_cast<size_t>(n_keys))
-                scratch.resize(static_cast<size_t>(n_keys) * 2);
-            const size_t kv_offset = static_cast<size_t>(head / group) * hd;
-            const size_t elem = cache.type() == cpu::KvType::F32 ? 4 : 2;
+            const size_t need = static_cast<size_t>(n_keys) * per_unit;
+            if (scratch.size() < need) scratch.resize(need * 2);
             cpu::AttentionHeadArgs a;
-            a.q = b.q + t * QD + static_cast<size_t>(head) * hd;
-            a.k = static_cast<const uint8_t*>(cache.keys(index)) + kv_offset * elem;
-            a.v = static_cast<const uint8_t*>(cache.values(index)) + kv_offset * elem;
+            a.q = b.q + t * QD + static_cast<size_t>(first_head) * hd;
+            a.k = cache.keys(index, static_cast<int>(kv_head));
+            a.v = cache.values(index, static_cast<int>(kv_head));
             a.kv_type = cache.type();
+            a.prefetch = prefetch_kv;
             a.row_stride = cache.row_elements();
             a.n_keys = n_keys;
             a.head_dim = hd;
+            a.n_queries = per_unit;
             a.scale = scale;
             a.scratch = scratch.data();
-            a.out = b.attn + t * QD + static_cast<size_t>(head) * hd;
+            a.out = b.attn + t * QD + static_cast<size_t>(first_head) * hd;
             k_.attention_head(a);
         }
     });

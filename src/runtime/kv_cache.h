@@ -1,5 +1,7 @@
-// The keys and values of one sequence, per layer: [capacity][n_kv_heads][head_dim] in f32 (the
-// exact mode), f16 or bf16. Allocated once when a session is created.
+// The keys and values of one sequence, per layer and KV head: [capacity][head_dim] in f32 (the
+// exact mode), f16 or bf16. Allocated once when a session is created. Head-major, so that the
+// attention of one head reads one contiguous run: with positions outermost a head's rows were
+// 1/n_kv_heads of each row apart, which left the hardware prefetchers behind when decoding.
 #pragma once
 
 #include <cstdint>
@@ -19,22 +21,24 @@ class KVCache {
     void set_length(int n) noexcept { length_ = n; }
     cpu::KvType type() const noexcept { return type_; }
     size_t bytes() const noexcept { return storage_.size(); }
-    size_t row_elements() const noexcept { return row_elems_; }
+    // Elements from one position of a head to the next.
+    size_t row_elements() const noexcept { return static_cast<size_t>(head_dim_); }
 
-    // Stores one position's keys and values (row_elements() floats each) of a layer.
+    // Stores one position's keys and values of a layer: n_kv_heads x head_dim floats each.
     void store(int layer, int pos, const float* k, const float* v);
-    // Base of a layer's keys / values, for cpu::AttentionHeadArgs.
-    const void* keys(int layer) const noexcept { return base(layer, 0); }
-    const void* values(int layer) const noexcept { return base(layer, 1); }
+    // Position 0 of a layer's keys / values of one KV head, for cpu::AttentionHeadArgs.
+    const void* keys(int layer, int kv_head) const noexcept { return base(layer, 0, kv_head); }
+    const void* values(int layer, int kv_head) const noexcept { return base(layer, 1, kv_head); }
 
   private:
-    const void* base(int layer, int which) const noexcept;
-    void* base(int layer, int which) noexcept;
+    const void* base(int layer, int which, int kv_head) const noexcept;
+    void* base(int layer, int which, int kv_head) noexcept;
 
     int capacity_;
     int length_ = 0;
     cpu::KvType type_;
-    size_t row_elems_;
+    int kv_heads_;
+    int head_dim_;
     size_t elem_bytes_;
     AlignedBuffer<uint8_t> storage_;
 };

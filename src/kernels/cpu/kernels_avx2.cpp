@@ -780,7 +780,7 @@ void attention_impl(const AttentionHeadArgs& a) {
     });
 }
 
-void attention_head(const AttentionHeadArgs& a) {
+void attention_query(const AttentionHeadArgs& a) {
     switch (a.kv_type) {
         case KvType::F32:
             return attention_impl<KvType::F32>(a);
@@ -788,6 +788,18 @@ void attention_head(const AttentionHeadArgs& a) {
             return attention_impl<KvType::F16>(a);
         case KvType::BF16:
             return attention_impl<KvType::BF16>(a);
+    }
+}
+
+// One query after another: the second and later find the keys and values in L2.
+void attention_head(const AttentionHeadArgs& a) {
+    for (int i = 0; i < a.n_queries; ++i) {
+        AttentionHeadArgs one = a;
+        one.n_queries = 1;
+        one.q = a.q + static_cast<size_t>(i) * a.head_dim;
+        one.out = a.out + static_cast<size_t>(i) * a.head_dim;
+        one.scratch = a.scratch + static_cast<size_t>(i) * a.n_keys;
+        attention_query(one);
     }
 }
 

@@ -183,7 +183,7 @@ inline float load_kv(const void* base, KvType type, size_t i) {
     return 0.f;
 }
 
-void attention_head(const AttentionHeadArgs& a) {
+void attention_query(const AttentionHeadArgs& a) {
     for (int p = 0; p < a.n_keys; ++p) {
         const float dot = lane_sum(a.head_dim, [&](int d) {
             return a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d);
@@ -196,6 +196,17 @@ void attention_head(const AttentionHeadArgs& a) {
         const float pw = a.scratch[p];
         for (int d = 0; d < a.head_dim; ++d)
             a.out[d] += pw * load_kv(a.v, a.kv_type, p * a.row_stride + d);
+    }
+}
+
+void attention_head(const AttentionHeadArgs& a) {
+    for (int i = 0; i < a.n_queries; ++i) {
+        AttentionHeadArgs one = a;
+        one.n_queries = 1;
+        one.q = a.q + static_cast<size_t>(i) * a.head_dim;
+        one.out = a.out + static_cast<size_t>(i) * a.head_dim;
+        one.scratch = a.scratch + static_cast<size_t>(i) * a.n_keys;
+        attention_query(one);
     }
 }
 
