@@ -1125,12 +1125,14 @@ __attribute__((always_inline)) inline void score_tile(const AttentionHeadArgs& a
 #pragma GCC unroll 16
         for (int j = 0; j < N; ++j) acc[i][j] = _mm512_setzero_ps();
     }
+    const size_t stride = a.row_stride;
+    const void* const k = a.k;
     for (int d = 0; d < a.head_dim; d += 16) {
         const __mmask16 m = mask16(a.head_dim - d);
         __m512 kv[N];
 #pragma GCC unroll 16
         for (int j = 0; j < N; ++j)
-            kv[j] = load_kv<T>(a.k, static_cast<size_t>(p0 + j) * a.row_stride + d, m);
+            kv[j] = load_kv<T>(k, static_cast<size_t>(p0 + j) * stride + d, m);
 #pragma GCC unroll 16
         for (int i = 0; i < Q; ++i) {
             const __m512 qv = _mm512_maskz_loadu_ps(m, q + i * hd + d);
@@ -1205,11 +1207,14 @@ inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, i
             for (int s = 0; s < SB; ++s) acc[i][u][s] = _mm512_setzero_ps();
         }
     }
+    // Locals: read through `a` inside the loop, they were loaded again for every key.
+    const size_t stride = a.row_stride;
+    const void* const v = a.v;
     auto key = [&](int u, int p) {
-        const size_t row = static_cast<size_t>(p) * a.row_stride + d0;
+        const size_t row = static_cast<size_t>(p) * stride + d0;
         __m512 vv[SB];
 #pragma GCC unroll 16
-        for (int s = 0; s < SB; ++s) vv[s] = load_kv<T>(a.v, row + 16 * s, m[s]);
+        for (int s = 0; s < SB; ++s) vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
 #pragma GCC unroll 16
         for (int i = 0; i < Q; ++i) {
             const __m512 pw = _mm512_set1_ps(w[i * n + p]);
