@@ -35,6 +35,19 @@ Isa parse_isa(const std::string& name) {
                                                 "' (expected scalar, avx2, avx512 or avx512vnni)");
 }
 
+#if !BITNET_HAVE_X86_KERNELS
+// Builds for other CPUs (ARM, RISC-V, ...) compile no x86 kernel objects; the scalar level runs.
+const KernelTable* avx2_kernels() {
+    return nullptr;
+}
+const KernelTable* avx512_kernels() {
+    return nullptr;
+}
+const KernelTable* avx512vnni_kernels() {
+    return nullptr;
+}
+#endif
+
 static const KernelTable* built_table(Isa isa) {
     switch (isa) {
         case Isa::Scalar:
