@@ -161,6 +161,10 @@ void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end
                               int stride, const float* s_x, int m, float alpha, bool alpha_inside,
                               float* y, int ldy);
 
+// A call for several queries run one query at a time through `one`, for levels whose kernel
+// takes one query (the later queries find the keys and values in L2).
+void attention_each_query(const AttentionHeadArgs& a, void (*one)(const AttentionHeadArgs&));
+
 // The table of one level. Levels the binary was not built with fall back to Scalar; call
 // isa_supported() first to know whether the CPU can run a level.
 const KernelTable& kernels(Isa isa);

@@ -200,14 +200,7 @@ void attention_query(const AttentionHeadArgs& a) {
 }
 
 void attention_head(const AttentionHeadArgs& a) {
-    for (int i = 0; i < a.n_queries; ++i) {
-        AttentionHeadArgs one = a;
-        one.n_queries = 1;
-        one.q = a.q + static_cast<size_t>(i) * a.head_dim;
-        one.out = a.out + static_cast<size_t>(i) * a.head_dim;
-        one.scratch = a.scratch + static_cast<size_t>(i) * a.n_keys;
-        attention_query(one);
-    }
+    attention_each_query(a, attention_query);
 }
 
 }  // namespace
