@@ -610,6 +610,10 @@ inline __m256 exp_nonpos(__m256 x) {
 }
 
 // Applies f to 8-float chunks of [0, n): full loads and stores, then one masked tail chunk.
+inline int min_int(int a, int b) {
+    return a < b ? a : b;
+}
+
 template <typename F>
 inline void for_chunks(int n, F f) {
     int i = 0;
@@ -727,6 +731,37 @@ inline __m256 load_kv(const void* base, size_t off, int len) {
     }
 }
 
+// out[d0 .. d0 + 8 S) = sum_p scratch[p] * v_p, S slices of 8 (the last may be shorter). Each
+// slice keeps two accumulators (even and odd keys, the odd last key into the even one), which
+// halve its FMA dependency chain; its sum is the same whatever S is.
+template <KvType T, int S>
+inline void value_slices(const AttentionHeadArgs& a, int d0) {
+    int len[S];
+    for (int s = 0; s < S; ++s) len[s] = min_int(a.head_dim - d0 - 8 * s, 8);
+    __m256 acc0[S], acc1[S];
+    for (int s = 0; s < S; ++s) {
+        acc0[s] = _mm256_setzero_ps();
+        acc1[s] = _mm256_setzero_ps();
+    }
+    const size_t stride = a.row_stride;
+    int k = 0;
+    for (; k + 2 <= a.n_keys; k += 2) {
+        const __m256 w0 = _mm256_set1_ps(a.scratch[k]), w1 = _mm256_set1_ps(a.scratch[k + 1]);
+        const size_t r0 = static_cast<size_t>(k) * stride + d0, r1 = r0 + stride;
+        for (int s = 0; s < S; ++s) {
+            acc0[s] = _mm256_fmadd_ps(w0, load_kv<T>(a.v, r0 + 8 * s, len[s]), acc0[s]);
+            acc1[s] = _mm256_fmadd_ps(w1, load_kv<T>(a.v, r1 + 8 * s, len[s]), acc1[s]);
+        }
+    }
+    if (k < a.n_keys) {
+        const __m256 w0 = _mm256_set1_ps(a.scratch[k]);
+        const size_t r0 = static_cast<size_t>(k) * stride + d0;
+        for (int s = 0; s < S; ++s)
+            acc0[s] = _mm256_fmadd_ps(w0, load_kv<T>(a.v, r0 + 8 * s, len[s]), acc0[s]);
+    }
+    for (int s = 0; s < S; ++s) store8(a.out + d0 + 8 * s, len[s], _mm256_add_ps(acc0[s], acc1[s]));
+}
+
 template <KvType T>
 void attention_impl(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
@@ -757,27 +792,24 @@ void attention_impl(const AttentionHeadArgs& a) {
 
     softmax(a.scratch, a.n_keys);
 
-    // Weighted sum of v, one 8-wide slice of head_dim at a time, held in registers across all
-    // keys; two accumulators halve the FMA dependency chain.
-    for_chunks(hd, [&](int d, int len) {
-        __m256 acc0 = _mm256_setzero_ps();
-        __m256 acc1 = _mm256_setzero_ps();
-        int k = 0;
-        for (; k + 2 <= a.n_keys; k += 2) {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(a.scratch[k]),
-                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, len),
-                                   acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_set1_ps(a.scratch[k + 1]),
-                load_kv<T>(a.v, static_cast<size_t>(k + 1) * a.row_stride + d, len), acc1);
+    // Weighted sum of v, up to four 8-wide slices of head_dim at a time held in registers across
+    // all keys, so each value row is read once per 32 dimensions rather than per 8.
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+        switch ((min_int(hd - d0, 32) + 7) / 8) {
+            case 1:
+                value_slices<T, 1>(a, d0);
+                break;
+            case 2:
+                value_slices<T, 2>(a, d0);
+                break;
+            case 3:
+                value_slices<T, 3>(a, d0);
+                break;
+            default:
+                value_slices<T, 4>(a, d0);
+                break;
         }
-        if (k < a.n_keys) {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(a.scratch[k]),
-                                   load_kv<T>(a.v, static_cast<size_t>(k) * a.row_stride + d, len),
-                                   acc0);
-        }
-        store8(a.out + d, len, _mm256_add_ps(acc0, acc1));
-    });
+    }
 }
 
 void attention_query(const AttentionHeadArgs& a) {
