@@ -74,6 +74,8 @@ struct ForwardPass::Batch {
     float* proj = nullptr;          // [M][hidden] output of o_proj / down_proj
     float* norm_scratch = nullptr;  // [M][max(hidden, intermediate, q dim)] for use_rms_norm
     QuantizedRows qx, qattn, qffn, qextra;
+    // The keys and values this step reads exceed kKvFromMemoryBytes: attention fetches ahead.
+    bool prefetch_kv = false;
 };
 
 void ForwardPass::validate(std::span<ForwardItem> items) const {
@@ -210,14 +212,6 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     while (parts < group && (group % parts != 0 || groups * parts < 4 * pool_.size())) ++parts;
     const int per_unit = group / parts;
     const bool one_token_each = static_cast<size_t>(M) == b.items.size();
-    // Keys and values this step reads over all layers: past a few MiB they have left the caches
-    // by the time a layer comes round again (the weights stream through in between).
-    size_t kv_bytes = 0;
-    for (const ForwardItem& it : b.items) {
-        const size_t elem = it.cache->type() == cpu::KvType::F32 ? 4 : 2;
-        kv_bytes += static_cast<size_t>(it.cache->length() + it.n_tokens) * KD * elem * 2;
-    }
-    const bool prefetch_kv = kv_bytes * c.num_layers >= kKvFromMemoryBytes;
     pool_.parallel_for(groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {
@@ -234,7 +228,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
             a.k = cache.keys(index, static_cast<int>(kv_head));
             a.v = cache.values(index, static_cast<int>(kv_head));
             a.kv_type = cache.type();
-            a.prefetch = prefetch_kv;
+            a.prefetch = b.prefetch_kv;
             a.row_stride = cache.row_elements();
             a.n_keys = n_keys;
             a.head_dim = hd;
@@ -294,7 +288,15 @@ void ForwardPass::run_layers(std::span<ForwardItem> items, float* h, int first, 
     const ModelConfig& c = m_.config;
     Batch b;
     b.items = items;
-    for (const ForwardItem& it : items) b.M += it.n_tokens;
+    // Past a few MiB the caches have left L2 and L3 by the time a layer comes round again (the
+    // weights stream through in between).
+    size_t kv_bytes = 0;
+    for (const ForwardItem& it : items) {
+        b.M += it.n_tokens;
+        kv_bytes +=
+            static_cast<size_t>(it.cache->length() + it.n_tokens) * it.cache->position_bytes();
+    }
+    b.prefetch_kv = kv_bytes >= kKvFromMemoryBytes;
     const int M = b.M;
     const size_t Mz = static_cast<size_t>(M);
     const int half = c.head_dim / 2;

@@ -21,6 +21,8 @@ class KVCache {
     void set_length(int n) noexcept { length_ = n; }
     cpu::KvType type() const noexcept { return type_; }
     size_t bytes() const noexcept { return storage_.size(); }
+    // Keys and values of one position over all layers.
+    size_t position_bytes() const noexcept { return capacity_ > 0 ? bytes() / capacity_ : 0; }
     // Elements from one position of a head to the next.
     size_t row_elements() const noexcept { return static_cast<size_t>(head_dim_); }
 

@@ -609,11 +609,11 @@ inline __m256 exp_nonpos(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), _mm256_set1_ps(0x1p-64f));
 }
 
-// Applies f to 8-float chunks of [0, n): full loads and stores, then one masked tail chunk.
 inline int min_int(int a, int b) {
     return a < b ? a : b;
 }
 
+// Applies f to 8-float chunks of [0, n): full loads and stores, then one masked tail chunk.
 template <typename F>
 inline void for_chunks(int n, F f) {
     int i = 0;
