@@ -25,18 +25,32 @@ namespace {
 const std::vector<int32_t> kPrompt = {509, 17, 300, 4,  88, 511, 2,   140, 33,  7,
                                       250, 61, 402, 99, 18, 5,   333, 12,  480, 77};
 
-// Logits of every prompt position.
+// Logits of every prompt position, then of `decode_steps` single tokens fed one pass each.
+// share_min_work 0 hands every loop to the threads, however small (see ForwardPass).
 std::vector<float> all_logits(const Model::Impl& model, cpu::Isa isa, bool reference_numerics,
-                              int threads = 2) {
+                              int threads = 2, int64_t share_min_work = kDefaultShareMinWork,
+                              int decode_steps = 0) {
     const ModelConfig& c = model.config;
     ThreadPool pool(threads);
     Arena arena;
-    KVCache cache(c, static_cast<int>(kPrompt.size()), cpu::KvType::F32);
-    std::vector<float> logits(kPrompt.size() * static_cast<size_t>(c.vocab_size));
+    const size_t V = static_cast<size_t>(c.vocab_size);
+    KVCache cache(c, static_cast<int>(kPrompt.size()) + decode_steps, cpu::KvType::F32);
+    std::vector<float> logits((kPrompt.size() + static_cast<size_t>(decode_steps)) * V);
     ForwardItem item{&cache, kPrompt.data(), static_cast<int>(kPrompt.size()),
                      true,   logits.data(),  nullptr};
     ForwardPass pass(model, cpu::kernels(isa), pool, arena, reference_numerics);
+    pass.set_share_min_work(share_min_work);
     pass.run(std::span<ForwardItem>(&item, 1));
+    for (int i = 0; i < decode_steps; ++i) {
+        arena.reset();
+        ForwardItem step{&cache,
+                         &kPrompt[static_cast<size_t>(i)],
+                         1,
+                         false,
+                         logits.data() + (kPrompt.size() + static_cast<size_t>(i)) * V,
+                         nullptr};
+        pass.run(std::span<ForwardItem>(&step, 1));
+    }
     return logits;
 }
 
@@ -96,11 +110,25 @@ TEST_P(WeightFormatTest, HeadFormatsKeepTheLogitsWithinTheirPrecision) {
     }
 }
 
+TEST_P(WeightFormatTest, ThreadsGiveTheSameLogitsWhetherLoopsAreSharedOrNot) {
+    // With the default threshold a tiny model's decode steps run on the calling thread alone;
+    // with 0 every loop is split, down to a single token's products and attention.
+    const auto model = tiny_model();
+    const std::vector<float> one = all_logits(*model, GetParam(), false, 1, 0, 3);
+    const std::vector<float> shared = all_logits(*model, GetParam(), false, 3, 0, 3);
+    const std::vector<float> as_default =
+        all_logits(*model, GetParam(), false, 3, kDefaultShareMinWork, 3);
+    for (size_t i = 0; i < one.size(); ++i) {
+        ASSERT_EQ(one[i], shared[i]) << "logit " << i;
+        ASSERT_EQ(one[i], as_default[i]) << "logit " << i;
+    }
+}
+
 TEST_P(WeightFormatTest, I8rHeadIsTheSameAtEveryThreadCount) {
     auto model = tiny_model();
     model->weights.embedding = convert_dense(model->weights.embedding, DenseFormat::I8R);
     const std::vector<float> one = all_logits(*model, GetParam(), false, 1);
-    const std::vector<float> three = all_logits(*model, GetParam(), false, 3);
+    const std::vector<float> three = all_logits(*model, GetParam(), false, 3, 0);
     for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(one[i], three[i]) << "logit " << i;
     // And the same as the scalar reference: the int8 head is exact arithmetic.
     const std::vector<float> ref = all_logits(*model, cpu::Isa::Scalar, false, 1);

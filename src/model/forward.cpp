@@ -4,10 +4,18 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "bitnet/error.h"
 
 namespace bitnet {
+
+// Handing a loop to the other threads and meeting them at its end costs 1-3 us on the 2-core VM
+// measured, and about three times that in the hours its host places the two vCPUs far apart;
+// a core does about 2^18 multiply-adds in that time. Only tiny models fall below it: the 1m
+// model decoding one token, whose step took 30-90 us on two threads and 21-29 us on one, now
+// 20-29 us. A 2B decode step's smallest product has 6.5 M.
+const int64_t kDefaultShareMinWork = int64_t{1} << 18;
 
 namespace {
 
@@ -50,6 +58,25 @@ struct GemmJob {
 };
 
 constexpr int kRowGrain = 16;  // rows per thread piece come in multiples of this
+// Shares the loop out when `work` multiply-adds reach `min_work`, else runs fn(0, n) here.
+template <typename Fn>
+void share_dynamic(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t grain,
+                   Fn&& fn) {
+    if (work < min_work) {
+        if (n > 0) fn(int64_t{0}, n);
+        return;
+    }
+    pool.parallel_for_dynamic(n, grain, std::forward<Fn>(fn));
+}
+
+template <typename Fn>
+void share(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t grain, Fn&& fn) {
+    if (work < min_work) {
+        if (n > 0) fn(int64_t{0}, n);
+        return;
+    }
+    pool.parallel_for(n, grain, std::forward<Fn>(fn));
+}
 // KV bytes a step reads (all layers) from which attention fetches ahead: about what L2 and
 // this core's share of L3 hold.
 constexpr size_t kKvFromMemoryBytes = size_t{8} << 20;
@@ -112,15 +139,16 @@ void ForwardPass::validate(std::span<ForwardItem> items) const {
 
 namespace {
 
-void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, bool reference_numerics,
-               std::initializer_list<GemmJob> jobs) {
-    int64_t total = 0;
+void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, int64_t share_min_work,
+               bool reference_numerics, std::initializer_list<GemmJob> jobs) {
+    int64_t total = 0, work = 0;
     for (const GemmJob& j : jobs) {
         for (int m = 0; m < j.x->rows; ++m) j.out_scale[m] = j.w->alpha / j.x->s_x[m];
         total += j.w->out_features();
+        work += static_cast<int64_t>(j.w->out_features()) * j.w->in_features() * j.x->rows;
     }
     // Guided pieces (multiples of kRowGrain rows): a slower core takes less of the product.
-    pool.parallel_for_dynamic(total, kRowGrain, [&](int64_t begin, int64_t end) {
+    share_dynamic(pool, work, share_min_work, total, kRowGrain, [&](int64_t begin, int64_t end) {
         int64_t offset = 0;
         for (const GemmJob& j : jobs) {
             const int64_t rows = j.w->out_features();
@@ -168,7 +196,8 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     float* scales = arena_.allocate_array<float>(static_cast<size_t>(M) * 3);
     auto gemm1 = [&](const BitLinearWeight& w, const float* x, const QuantizedRows& shared,
                      float* y, int ldy) {
-        run_gemms(k_, pool_, reference_numerics_, {{&w, input_for(w, x, shared), y, ldy, scales}});
+        run_gemms(k_, pool_, share_min_work_, reference_numerics_,
+                  {{&w, input_for(w, x, shared), y, ldy, scales}});
     };
     const bool shared_inputs = !c.bitlinear_input_norm;
 
@@ -180,7 +209,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
         }
     });
     if (shared_inputs) {
-        run_gemms(k_, pool_, reference_numerics_,
+        run_gemms(k_, pool_, share_min_work_, reference_numerics_,
                   {{&L.q, &b.qx, b.q, QD, scales},
                    {&L.k, &b.qx, b.k, KD, scales + M},
                    {&L.v, &b.qx, b.v, KD, scales + 2 * M}});
@@ -212,7 +241,9 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     while (parts < group && (group % parts != 0 || groups * parts < 4 * pool_.size())) ++parts;
     const int per_unit = group / parts;
     const bool one_token_each = static_cast<size_t>(M) == b.items.size();
-    pool_.parallel_for(groups * parts, 1, [&](int64_t u0, int64_t u1) {
+    int64_t keys = 0;  // summed over the tokens, for the multiply-adds of all heads
+    for (int t = 0; t < M; ++t) keys += b.pos[t] + 1;
+    share(pool_, 2 * keys * QD, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {
             const int64_t grp = u / parts, part = u % parts;
@@ -259,7 +290,7 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
         }
     });
     if (shared_inputs) {
-        run_gemms(k_, pool_, reference_numerics_,
+        run_gemms(k_, pool_, share_min_work_, reference_numerics_,
                   {{&L.gate, &b.qx, b.gate, F, scales}, {&L.up, &b.qx, b.up, F, scales + M}});
     } else {
         gemm1(L.gate, b.x, b.qx, b.gate, F);
@@ -334,6 +365,7 @@ void ForwardPass::run_layers(std::span<ForwardItem> items, float* h, int first, 
 void ForwardPass::lm_head(const float* normed, int R, float* logits) {
     const DenseMatrix& head = m_.weights.lm_head();
     const int H = m_.config.hidden_size, V = m_.config.vocab_size;
+    const int64_t work = static_cast<int64_t>(V) * H * R;
     if (head.format == DenseFormat::I8R && !reference_numerics_) {
         // The int8 head quantises its input rows like a BitLinear input: one more rounding
         // of the logits (docs/NUMERICS.md) in exchange for integer dot products.
@@ -344,14 +376,14 @@ void ForwardPass::lm_head(const float* normed, int R, float* logits) {
             const float* x = normed + static_cast<size_t>(r) * H;
             x_scale[r] = 1.f / k_.quantize_row_i8(x, H, H, xq + static_cast<size_t>(r) * H, &sum);
         }
-        pool_.parallel_for_dynamic(V, 64, [&](int64_t v0, int64_t v1) {
+        share_dynamic(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
             k_.int8_gemm_i8r(static_cast<const int8_t*>(head.data), head.row_scale, H,
                              static_cast<int>(v0), static_cast<int>(v1), xq, x_scale, R, H, logits,
                              V);
         });
         return;
     }
-    pool_.parallel_for_dynamic(V, 64, [&](int64_t v0, int64_t v1) {
+    share_dynamic(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
         const int r0 = static_cast<int>(v0), r1 = static_cast<int>(v1);
         switch (head.format) {
             case DenseFormat::F32:

@@ -4,6 +4,7 @@
 // many sessions, and any mix of the two are the same code path.
 #pragma once
 
+#include <cstdint>
 #include <span>
 
 #include "core/arena.h"
@@ -13,6 +14,9 @@
 #include "runtime/kv_cache.h"
 
 namespace bitnet {
+
+// See ForwardPass::set_share_min_work and its definition.
+extern const int64_t kDefaultShareMinWork;
 
 struct ForwardItem {
     KVCache* cache = nullptr;  // new tokens go to positions cache->length() ...
@@ -33,7 +37,8 @@ class ForwardPass {
           k_(kernels),
           pool_(pool),
           arena_(arena),
-          reference_numerics_(reference_numerics) {}
+          reference_numerics_(reference_numerics),
+          share_min_work_(kDefaultShareMinWork) {}
 
     // Embeds, runs every layer and the head, and advances each cache by its new tokens.
     // Validates token ids and cache capacity first; on error nothing is changed.
@@ -48,6 +53,11 @@ class ForwardPass {
     // measure the head's precision alone, on recorded hidden states).
     void lm_head(const float* normed, int R, float* logits);
 
+    // Multiply-adds below which a loop runs on the calling thread instead of being shared out
+    // (kDefaultShareMinWork in forward.cpp); 0 shares every loop, as tests of the threaded
+    // paths on tiny models need.
+    void set_share_min_work(int64_t multiply_adds) { share_min_work_ = multiply_adds; }
+
   private:
     struct Batch;
     void validate(std::span<ForwardItem> items) const;
@@ -58,6 +68,7 @@ class ForwardPass {
     ThreadPool& pool_;
     Arena& arena_;
     bool reference_numerics_;
+    int64_t share_min_work_;
 };
 
 }  // namespace bitnet

@@ -51,16 +51,27 @@ inline __m128i reduce4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-inline __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
+// The first two steps of every float reduction below: per 128-bit block B_k, the block's four
+// lanes of a, b, c and d summed, {a_k, b_k, c_k, d_k}. Each vector x is then summed in one order
+// whatever is reduced beside it, ((x0 + x2) + (x1 + x3)) within a block and (B0 + B2) + (B1 + B3)
+// across, so a key's attention score has the same bits in a tile of 1, 4, 8 or 16 keys.
+inline __m512 block_sums4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
     const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
     const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
     const __m512d abd = _mm512_castps_pd(ab);
     const __m512d cdd = _mm512_castps_pd(cd);
-    const __m512 v = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
-                                   _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
-    const __m256 h =
-        _mm256_add_ps(_mm512_castps512_ps256(v),
-                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
+}
+
+// {B0 + B2, B1 + B3} of block sums.
+inline __m256 fold_blocks_ps(__m512 v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+inline __m128 reduce4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m256 h = fold_blocks_ps(block_sums4_ps(a, b, c, d));
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
@@ -196,21 +207,30 @@ inline __m256i reduce8_epi32(const __m512i* v) {
                             _mm256_permute2x128_si256(lo, hi, 0x31));
 }
 
-// Eight horizontal sums in one vector (see reduce8_epi32).
+// Eight horizontal sums in one vector (see reduce8_epi32 and block_sums4_ps).
 inline __m256 reduce8_ps(const __m512* v) {
-    auto lanes = [](__m512 a, __m512 b, __m512 c, __m512 d) {
-        const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-        const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-        const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
-        const __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
-                                       _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
-        return _mm256_add_ps(_mm512_castps512_ps256(s),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-    };
-    const __m256 lo = lanes(v[0], v[1], v[2], v[3]);
-    const __m256 hi = lanes(v[4], v[5], v[6], v[7]);
+    const __m256 lo = fold_blocks_ps(block_sums4_ps(v[0], v[1], v[2], v[3]));
+    const __m256 hi = fold_blocks_ps(block_sums4_ps(v[4], v[5], v[6], v[7]));
     return _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20),
                          _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+// Sixteen horizontal sums in one vector, in block_sums4_ps's order: the last two steps add
+// 128-bit blocks of two vectors at a time instead of halving one vector.
+inline __m512 reduce16_ps(const __m512* v) {
+    __m512 s[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g)
+        s[g] = block_sums4_ps(v[4 * g], v[4 * g + 1], v[4 * g + 2], v[4 * g + 3]);
+    // {x.B0 + x.B2, x.B1 + x.B3, y.B0 + y.B2, y.B1 + y.B3}
+    auto fold = [](__m512 x, __m512 y) {
+        return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+    };
+    const __m512 s01 = fold(s[0], s[1]);
+    const __m512 s23 = fold(s[2], s[3]);
+    return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
 template <int RT, int MT>
@@ -1111,9 +1131,9 @@ constexpr int kQueriesPerPass = 4;
 
 // The scores of Q queries (q, s: the first one's query and score row) for keys
 // [p0, p0 + N): s_i[p] = scale * dot(q_i, k_p). Keys load once for all Q queries.
-// N = 8 and N = 4 reduce each key alike (reduce8_ps is two reduce4_ps), so the canonical
-// split of the keys (groups of four, then single keys) gives every query the same bits
-// whatever Q is and whichever N covers a group.
+// N = 8 and N = 4 (and score_tile16_short's 16) reduce each key alike (see block_sums4_ps), so
+// the canonical split of the keys (groups of four, then single keys) gives every query the same
+// bits whatever Q is and whichever N covers a group.
 template <KvType T, int Q, int N, bool kPrefetch>
 __attribute__((always_inline)) inline void score_tile(const AttentionHeadArgs& a, const float* q,
                                                       float* s, int p0) {
@@ -1155,6 +1175,48 @@ __attribute__((always_inline)) inline void score_tile(const AttentionHeadArgs& a
     }
 }
 
+// A lone query's scores for keys [p0, p0 + 16) when the head has at most 16 DC dimensions: the
+// query stays in DC registers and the keys load one after another, so one row address is live
+// (a chunk-major tile of 16 keys keeps 16, and GCC spills them). Each key adds its chunks in
+// score_tile's order, so the bits are the same.
+template <KvType T, int DC, bool kPrefetch>
+__attribute__((always_inline)) inline void score_tile16_short(const AttentionHeadArgs& a,
+                                                              const __m512* qv, const __mmask16* m,
+                                                              float* s, int p0) {
+    if constexpr (kPrefetch) prefetch_kv_rows<T>(a, a.k, p0 + kKvPrefetchKeys, 16);
+    const size_t stride = a.row_stride;
+    const void* const k = a.k;
+    __m512 acc[16];
+    size_t row = static_cast<size_t>(p0) * stride;
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j, row += stride) {
+        acc[j] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int c = 0; c < DC; ++c)
+            acc[j] = _mm512_fmadd_ps(qv[c], load_kv<T>(k, row + 16 * c, m[c]), acc[j]);
+    }
+    _mm512_storeu_ps(s + p0, _mm512_mul_ps(reduce16_ps(acc), _mm512_set1_ps(a.scale)));
+}
+
+template <KvType T, int DC>
+inline void score_keys_short(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
+    __mmask16 m[DC];
+    __m512 qv[DC];
+#pragma GCC unroll 4
+    for (int c = 0; c < DC; ++c) {
+        m[c] = mask16(a.head_dim - 16 * c);
+        qv[c] = _mm512_maskz_loadu_ps(m[c], q + 16 * c);
+    }
+    int p = 0;
+    if (prefetch) {
+        for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, true>(a, qv, m, s, p);
+    } else {
+        for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, false>(a, qv, m, s, p);
+    }
+    for (; p + 4 <= a.n_keys; p += 4) score_tile<T, 1, 4, false>(a, q, s, p);
+    for (; p < a.n_keys; ++p) score_tile<T, 1, 1, false>(a, q, s, p);
+}
+
 // Keys [0, n) in tiles of N, the rest in the canonical groups (see score_tile).
 template <KvType T, int Q, int N>
 inline void score_keys(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
@@ -1164,23 +1226,30 @@ inline void score_keys(const AttentionHeadArgs& a, const float* q, float* s, boo
     } else {
         for (; p + N <= a.n_keys; p += N) score_tile<T, Q, N, false>(a, q, s, p);
     }
-    if constexpr (N == 8) {
-        if (p + 4 <= a.n_keys) {
-            score_tile<T, Q, 4, false>(a, q, s, p);
-            p += 4;
-        }
+    if constexpr (N > 4) {
+        for (; p + 4 <= a.n_keys; p += 4) score_tile<T, Q, 4, false>(a, q, s, p);
     }
     for (; p < a.n_keys; ++p) score_tile<T, Q, 1, false>(a, q, s, p);
 }
 
-// Scores of Q queries over every key: groups of four keys (eight at a time for a lone query of
-// more than 64 dimensions: faster there, slower for shorter heads), then the n mod 4 last keys
-// one by one.
+// Scores of Q queries over every key: groups of four keys, then the n mod 4 last keys one by
+// one. A lone query takes 16 keys at a time when the head has at most 64 dimensions (1.4x at
+// 32 dimensions and 64 keys) and eight above (faster there than four).
 template <KvType T, int Q>
 inline void score_pass(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
     if constexpr (Q == 1) {
-        if (a.head_dim <= 64) return score_keys<T, 1, 4>(a, q, s, prefetch);
-        return score_keys<T, 1, 8>(a, q, s, prefetch);
+        switch ((a.head_dim + 15) / 16) {
+            case 1:
+                return score_keys_short<T, 1>(a, q, s, prefetch);
+            case 2:
+                return score_keys_short<T, 2>(a, q, s, prefetch);
+            case 3:
+                return score_keys_short<T, 3>(a, q, s, prefetch);
+            case 4:
+                return score_keys_short<T, 4>(a, q, s, prefetch);
+            default:
+                return score_keys<T, 1, 8>(a, q, s, prefetch);
+        }
     } else {
         return score_keys<T, Q, 4>(a, q, s, prefetch);
     }
