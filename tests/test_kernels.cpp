@@ -225,7 +225,7 @@ void check_ternary(const KernelTable& k, const TernaryProblem& p, int r_begin, i
 TEST_P(KernelTest, TernaryGemmShapes) {
     for (TernaryLayout layout : kLayouts) {
         for (int cols : kCols) {
-            for (int rows : {1, 2, 7, 8, 33}) {
+            for (int rows : {1, 2, 7, 8, 24, 33}) {
                 for (int batch : {1, 2, 3, 5, 8, 17, 40}) {
                     const TernaryProblem p(rows, cols, batch,
                                            1000u + 37u * cols + 7u * rows + batch, layout);

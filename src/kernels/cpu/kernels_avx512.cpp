@@ -40,14 +40,22 @@ inline int min_int(int a, int b) {
     return a < b ? a : b;
 }
 
+// Per 128-bit block k, the block's four lanes of a, b, c and d summed: {a_k, b_k, c_k, d_k}.
+inline __m512i block_sums4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+
+// {B0 + B2, B1 + B3} of block sums.
+inline __m256i fold_blocks_epi32(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
 // Four horizontal sums at once: {sum(a), sum(b), sum(c), sum(d)}. Cheaper than four
 // separate reductions, which would cost a fifth of a short GEMV's time.
 inline __m128i reduce4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
-    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
-    const __m512i v =
-        _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
-    const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    const __m256i h = fold_blocks_epi32(block_sums4_epi32(a, b, c, d));
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
@@ -192,19 +200,26 @@ inline void prefetch_tile_ahead(const uint8_t* tile, size_t row_bytes, int b) {
 // Eight horizontal sums in one vector, without a trip through memory (whose 128-bit stores a
 // wider reload could not forward from).
 inline __m256i reduce8_epi32(const __m512i* v) {
-    auto lanes = [](__m512i a, __m512i b, __m512i c, __m512i d) {
-        const __m512i ab =
-            _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-        const __m512i cd =
-            _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
-        const __m512i s =
-            _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
-        return _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-    };
-    const __m256i lo = lanes(v[0], v[1], v[2], v[3]);  // {0 1 2 3 | 0 1 2 3} partial sums
-    const __m256i hi = lanes(v[4], v[5], v[6], v[7]);
+    // {0 1 2 3 | 0 1 2 3} partial sums, then {4 5 6 7 | 4 5 6 7}
+    const __m256i lo = fold_blocks_epi32(block_sums4_epi32(v[0], v[1], v[2], v[3]));
+    const __m256i hi = fold_blocks_epi32(block_sums4_epi32(v[4], v[5], v[6], v[7]));
     return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
                             _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+// Sixteen horizontal sums in one vector: block sums, then 128-bit blocks of two vectors added
+// at a time.
+inline __m512i reduce16_epi32(const __m512i* v) {
+    __m512i s[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g)
+        s[g] = block_sums4_epi32(v[4 * g], v[4 * g + 1], v[4 * g + 2], v[4 * g + 3]);
+    const __m512i s01 = _mm512_add_epi32(_mm512_shuffle_i32x4(s[0], s[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                         _mm512_shuffle_i32x4(s[0], s[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512i s23 = _mm512_add_epi32(_mm512_shuffle_i32x4(s[2], s[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                         _mm512_shuffle_i32x4(s[2], s[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
 // Eight horizontal sums in one vector (see reduce8_epi32 and block_sums4_ps).
@@ -468,11 +483,21 @@ inline __m512i ternary5_row(const uint8_t* wr, int n_blocks, int tail_steps, con
 #endif
 }
 
-// y[r] = float(dot_r - row_sum) * scale for rows [r_begin, r_end), dot from row_lanes(r).
-template <typename RowLanes>
+// y[r] = float(dot_r - row_sum) * scale for rows [r_begin, r_end), dot from row_lanes(r);
+// sixteen rows at a time when kSixteen (short rows, whose reductions weigh), else eight.
+template <bool kSixteen = false, typename RowLanes>
 inline void gemv_epilogue_rows(int r_begin, int r_end, RowLanes row_lanes, int32_t row_sum,
                                float scale, float* y) {
     int r = r_begin;
+    if constexpr (kSixteen) {
+        for (; r + 16 <= r_end; r += 16) {
+            __m512i acc[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; ++i) acc[i] = row_lanes(r + i);
+            const __m512i d = _mm512_sub_epi32(reduce16_epi32(acc), _mm512_set1_epi32(row_sum));
+            _mm512_storeu_ps(y + r, _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(scale)));
+        }
+    }
     for (; r + 8 <= r_end; r += 8) {
         __m512i acc[8];
         for (int i = 0; i < 8; ++i) acc[i] = row_lanes(r + i);
@@ -481,6 +506,39 @@ inline void gemv_epilogue_rows(int r_begin, int r_end, RowLanes row_lanes, int32
     }
     for (; r < r_end; ++r)
         y[r] = static_cast<float>(_mm512_reduce_add_epi32(row_lanes(r)) - row_sum) * scale;
+}
+
+// A GEMV over Bits2 rows of TS 64-column steps (at most two blocks: a small model's products,
+// which stay in cache). The activations stay in registers and sixteen rows reduce together;
+// the 8-row tiles spent about half their time entering, reducing and leaving for the few
+// multiply-adds of such rows.
+template <int TS>
+void ternary_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
+                        const QuantizedActivations& x, float* y) {
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;
+    const __m512i mask3 = _mm512_set1_epi8(3);
+    __m512i xv[TS];
+#pragma GCC unroll 8
+    for (int t = 0; t < TS; ++t)
+        xv[t] = _mm512_loadu_si512(x.q + (t / 4) * kTernaryBlock + (t % 4) * 64);
+    auto row_lanes = [&](int r) {
+        const uint8_t* wr = w.data + static_cast<size_t>(r) * row_bytes;
+        __m512i acc = _mm512_setzero_si512(), v = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int t = 0; t < TS; ++t) {
+            if (t % 4 == 0) v = _mm512_loadu_si512(wr + (t / 4) * 64);
+            const __m512i c = _mm512_and_si512(v, mask3);
+            v = _mm512_srli_epi16(v, 2);
+#if BITNET_VNNI
+            acc = _mm512_dpbusd_epi32(acc, c, xv[t]);
+#else
+            acc = _mm512_add_epi32(
+                acc, _mm512_madd_epi16(_mm512_maddubs_epi16(c, xv[t]), _mm512_set1_epi16(1)));
+#endif
+        }
+        return acc;
+    };
+    gemv_epilogue_rows<true>(r_begin, r_end, row_lanes, x.row_sum[0], x.out_scale[0], y);
 }
 
 void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
@@ -497,6 +555,26 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
             x.row_sum[0], x.out_scale[0], y);
     } else {
         const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
+        if (!prefetch && n_blocks <= 2) {
+            switch ((n_blocks - 1) * 4 + tail_steps) {
+                case 1:
+                    return ternary_gemv_short<1>(w, r_begin, r_end, x, y);
+                case 2:
+                    return ternary_gemv_short<2>(w, r_begin, r_end, x, y);
+                case 3:
+                    return ternary_gemv_short<3>(w, r_begin, r_end, x, y);
+                case 4:
+                    return ternary_gemv_short<4>(w, r_begin, r_end, x, y);
+                case 5:
+                    return ternary_gemv_short<5>(w, r_begin, r_end, x, y);
+                case 6:
+                    return ternary_gemv_short<6>(w, r_begin, r_end, x, y);
+                case 7:
+                    return ternary_gemv_short<7>(w, r_begin, r_end, x, y);
+                default:
+                    return ternary_gemv_short<8>(w, r_begin, r_end, x, y);
+            }
+        }
         auto tile = [&](auto rt, auto mt, int r, int m) {
             constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
             if (prefetch) return ternary_tile<R, C, true>(w, r, x, m, y, 0);
@@ -704,7 +782,13 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
                 _mm_prefetch(w.at(row0 + static_cast<size_t>(RT + i) * k + kk), _MM_HINT_T1);
         }
     }
-    if constexpr (RT == 4) {
+    if constexpr (RT == 8 && MT == 1) {
+        // Each row summed as reduce4_ps sums it (see block_sums4_ps): the same bits.
+        const __m256 scale =
+            row_scale != nullptr ? _mm256_loadu_ps(row_scale + r) : _mm256_set1_ps(1.f);
+        _mm256_storeu_ps(y + static_cast<size_t>(m) * ldy + r,
+                         _mm256_mul_ps(reduce8_ps(acc), scale));
+    } else if constexpr (RT == 4) {
         // Per activation row, the four row sums as one vector (no trip through memory, which
         // would also keep GCC from holding acc in registers in the loop above).
         const __m128 scale = row_scale != nullptr ? _mm_loadu_ps(row_scale + r) : _mm_set1_ps(1.f);
@@ -732,6 +816,8 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
 // drafts of speculative decoding, whose greedy output must equal plain decoding's). A single
 // row costs no more this way: the tiles prefetch, and from memory they stream as fast as a
 // row-at-a-time GEMV.
+constexpr int kShortDenseRow = 512;
+
 template <typename W>
 void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
                 const float* row_scale, float* y, int ldy) {
@@ -743,6 +829,14 @@ void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m
             return dense_tile<R, C, W, true>(w, k, r, x, m0, ldx, row_scale, y, ldy);
         return dense_tile<R, C, W>(w, k, r, x, m0, ldx, row_scale, y, ldy);
     };
+    // One short-rowed product (a small model's head, in cache): four rows are four chains of
+    // few multiply-adds each, waiting on one another; eight rows overlap twice as many. Rows
+    // fall into the same groups of four and single rows as below, so the sums are the same.
+    if (m == 1 && k <= kShortDenseRow) {
+        int r = r_begin;
+        for (; r + 8 <= r_end; r += 8) tile(Int<8>{}, Int<1>{}, r, 0);
+        return for_tiles<4, 1>(r, r_end, 1, tile);
+    }
     for_tiles<4, 4>(r_begin, r_end, m, tile);
 }
 
