@@ -541,6 +541,37 @@ void ternary_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
     gemv_epilogue_rows<true>(r_begin, r_end, row_lanes, x.row_sum[0], x.out_scale[0], y);
 }
 
+#if BITNET_VNNI
+// The Trits5 counterpart of ternary_gemv_short: rows of TS 64-column steps (at most two blocks),
+// ternary5_row's decoding with the activations in registers. Its sums are exact, so one pair
+// of accumulators for all steps gives the same result as ternary5_row's two pairs.
+template <int TS>
+void ternary5_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
+                         const QuantizedActivations& x, float* y) {
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
+    __m512i xv[TS];
+#pragma GCC unroll 10
+    for (int t = 0; t < TS; ++t)
+        xv[t] = _mm512_loadu_si512(x.q + (t / 5) * kTernary5Block + (t % 5) * 64);
+    auto row_lanes = [&](int r) {
+        const uint8_t* wr = w.data + static_cast<size_t>(r) * row_bytes;
+        __m512i acc_m = _mm512_setzero_si512(), acc_next = _mm512_setzero_si512();
+        __m512i mv = _mm512_setzero_si512();
+#pragma GCC unroll 10
+        for (int t = 0; t < TS; ++t) {
+            if (t % 5 == 0) mv = _mm512_loadu_si512(wr + (t / 5) * 64);
+            const __m512i next = _mm512_add_epi8(mv, _mm512_add_epi8(mv, mv));
+            acc_m = _mm512_dpbusd_epi32(acc_m, mv, xv[t]);
+            acc_next = _mm512_dpbusd_epi32(acc_next, next, xv[t]);
+            mv = next;
+        }
+        const __m512i three_m = _mm512_add_epi32(acc_m, _mm512_add_epi32(acc_m, acc_m));
+        return _mm512_srai_epi32(_mm512_sub_epi32(three_m, acc_next), 8);
+    };
+    gemv_epilogue_rows<true>(r_begin, r_end, row_lanes, x.row_sum[0], x.out_scale[0], y);
+}
+#endif
+
 void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y) {
     const bool trits5 = w.layout == TernaryLayout::Trits5;
@@ -549,6 +580,32 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     const int n_blocks = w.cols_padded / block;
     const int tail_steps = (w.cols - (n_blocks - 1) * block + 63) / 64;
     if (trits5) {
+#if BITNET_VNNI
+        if (n_blocks <= 2) {
+            switch ((n_blocks - 1) * 5 + tail_steps) {
+                case 1:
+                    return ternary5_gemv_short<1>(w, r_begin, r_end, x, y);
+                case 2:
+                    return ternary5_gemv_short<2>(w, r_begin, r_end, x, y);
+                case 3:
+                    return ternary5_gemv_short<3>(w, r_begin, r_end, x, y);
+                case 4:
+                    return ternary5_gemv_short<4>(w, r_begin, r_end, x, y);
+                case 5:
+                    return ternary5_gemv_short<5>(w, r_begin, r_end, x, y);
+                case 6:
+                    return ternary5_gemv_short<6>(w, r_begin, r_end, x, y);
+                case 7:
+                    return ternary5_gemv_short<7>(w, r_begin, r_end, x, y);
+                case 8:
+                    return ternary5_gemv_short<8>(w, r_begin, r_end, x, y);
+                case 9:
+                    return ternary5_gemv_short<9>(w, r_begin, r_end, x, y);
+                default:
+                    return ternary5_gemv_short<10>(w, r_begin, r_end, x, y);
+            }
+        }
+#endif
         gemv_epilogue_rows(
             r_begin, r_end,
             [&](int r) { return ternary5_row(w.data + r * row_bytes, n_blocks, tail_steps, x.q); },
