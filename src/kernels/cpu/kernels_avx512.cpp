@@ -508,69 +508,62 @@ inline void gemv_epilogue_rows(int r_begin, int r_end, RowLanes row_lanes, int32
         y[r] = static_cast<float>(_mm512_reduce_add_epi32(row_lanes(r)) - row_sum) * scale;
 }
 
-// A GEMV over Bits2 rows of TS 64-column steps (at most two blocks: a small model's products,
-// which stay in cache). The activations stay in registers and sixteen rows reduce together;
-// the 8-row tiles spent about half their time entering, reducing and leaving for the few
-// multiply-adds of such rows.
-template <int TS>
+// fn(Int<S>{}) for the S in [1, kMax] equal to `steps`, or kMax for more.
+template <int kMax, typename Fn>
+inline void with_steps(int steps, Fn&& fn) {
+    if constexpr (kMax > 1) {
+        if (steps < kMax) return with_steps<kMax - 1>(steps, fn);
+    }
+    fn(Int<kMax>{});
+}
+
+// A GEMV over rows of TS 64-column steps (at most two blocks: a small model's products, which
+// stay in cache). The activations stay in registers and sixteen rows reduce together; the
+// 8-row tiles spent about half their time entering, reducing and leaving for the few
+// multiply-adds of such rows. Trits5 rows decode as in ternary5_row; their sums are exact, so
+// one pair of accumulators for all steps gives the same result as its two pairs.
+template <int TS, bool kTrits5>
 void ternary_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
                         const QuantizedActivations& x, float* y) {
-    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;
+    constexpr int kPerBlock = kTrits5 ? 5 : 4;
+    constexpr int kBlock = kTrits5 ? kTernary5Block : kTernaryBlock;
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / kPerBlock;
     const __m512i mask3 = _mm512_set1_epi8(3);
     __m512i xv[TS];
-#pragma GCC unroll 8
+#pragma GCC unroll 10
     for (int t = 0; t < TS; ++t)
-        xv[t] = _mm512_loadu_si512(x.q + (t / 4) * kTernaryBlock + (t % 4) * 64);
+        xv[t] = _mm512_loadu_si512(x.q + (t / kPerBlock) * kBlock + (t % kPerBlock) * 64);
     auto row_lanes = [&](int r) {
         const uint8_t* wr = w.data + static_cast<size_t>(r) * row_bytes;
-        __m512i acc = _mm512_setzero_si512(), v = _mm512_setzero_si512();
-#pragma GCC unroll 8
+        __m512i acc = _mm512_setzero_si512(), acc_next = _mm512_setzero_si512();
+        __m512i v = _mm512_setzero_si512();
+#pragma GCC unroll 10
         for (int t = 0; t < TS; ++t) {
-            if (t % 4 == 0) v = _mm512_loadu_si512(wr + (t / 4) * 64);
-            const __m512i c = _mm512_and_si512(v, mask3);
-            v = _mm512_srli_epi16(v, 2);
+            if (t % kPerBlock == 0) v = _mm512_loadu_si512(wr + (t / kPerBlock) * 64);
+            if constexpr (kTrits5) {
+                const __m512i next = _mm512_add_epi8(v, _mm512_add_epi8(v, v));
+                acc = _mm512_dpbusd_epi32(acc, v, xv[t]);
+                acc_next = _mm512_dpbusd_epi32(acc_next, next, xv[t]);
+                v = next;
+            } else {
+                const __m512i c = _mm512_and_si512(v, mask3);
+                v = _mm512_srli_epi16(v, 2);
 #if BITNET_VNNI
-            acc = _mm512_dpbusd_epi32(acc, c, xv[t]);
+                acc = _mm512_dpbusd_epi32(acc, c, xv[t]);
 #else
-            acc = _mm512_add_epi32(
-                acc, _mm512_madd_epi16(_mm512_maddubs_epi16(c, xv[t]), _mm512_set1_epi16(1)));
+                acc = _mm512_add_epi32(
+                    acc, _mm512_madd_epi16(_mm512_maddubs_epi16(c, xv[t]), _mm512_set1_epi16(1)));
 #endif
+            }
+        }
+        if constexpr (kTrits5) {
+            const __m512i three_m = _mm512_add_epi32(acc, _mm512_add_epi32(acc, acc));
+            return _mm512_srai_epi32(_mm512_sub_epi32(three_m, acc_next), 8);
         }
         return acc;
     };
     gemv_epilogue_rows<true>(r_begin, r_end, row_lanes, x.row_sum[0], x.out_scale[0], y);
 }
-
-#if BITNET_VNNI
-// The Trits5 counterpart of ternary_gemv_short: rows of TS 64-column steps (at most two blocks),
-// ternary5_row's decoding with the activations in registers. Its sums are exact, so one pair
-// of accumulators for all steps gives the same result as ternary5_row's two pairs.
-template <int TS>
-void ternary5_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
-                         const QuantizedActivations& x, float* y) {
-    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
-    __m512i xv[TS];
-#pragma GCC unroll 10
-    for (int t = 0; t < TS; ++t)
-        xv[t] = _mm512_loadu_si512(x.q + (t / 5) * kTernary5Block + (t % 5) * 64);
-    auto row_lanes = [&](int r) {
-        const uint8_t* wr = w.data + static_cast<size_t>(r) * row_bytes;
-        __m512i acc_m = _mm512_setzero_si512(), acc_next = _mm512_setzero_si512();
-        __m512i mv = _mm512_setzero_si512();
-#pragma GCC unroll 10
-        for (int t = 0; t < TS; ++t) {
-            if (t % 5 == 0) mv = _mm512_loadu_si512(wr + (t / 5) * 64);
-            const __m512i next = _mm512_add_epi8(mv, _mm512_add_epi8(mv, mv));
-            acc_m = _mm512_dpbusd_epi32(acc_m, mv, xv[t]);
-            acc_next = _mm512_dpbusd_epi32(acc_next, next, xv[t]);
-            mv = next;
-        }
-        const __m512i three_m = _mm512_add_epi32(acc_m, _mm512_add_epi32(acc_m, acc_m));
-        return _mm512_srai_epi32(_mm512_sub_epi32(three_m, acc_next), 8);
-    };
-    gemv_epilogue_rows<true>(r_begin, r_end, row_lanes, x.row_sum[0], x.out_scale[0], y);
-}
-#endif
 
 void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y) {
@@ -582,28 +575,9 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     if (trits5) {
 #if BITNET_VNNI
         if (n_blocks <= 2) {
-            switch ((n_blocks - 1) * 5 + tail_steps) {
-                case 1:
-                    return ternary5_gemv_short<1>(w, r_begin, r_end, x, y);
-                case 2:
-                    return ternary5_gemv_short<2>(w, r_begin, r_end, x, y);
-                case 3:
-                    return ternary5_gemv_short<3>(w, r_begin, r_end, x, y);
-                case 4:
-                    return ternary5_gemv_short<4>(w, r_begin, r_end, x, y);
-                case 5:
-                    return ternary5_gemv_short<5>(w, r_begin, r_end, x, y);
-                case 6:
-                    return ternary5_gemv_short<6>(w, r_begin, r_end, x, y);
-                case 7:
-                    return ternary5_gemv_short<7>(w, r_begin, r_end, x, y);
-                case 8:
-                    return ternary5_gemv_short<8>(w, r_begin, r_end, x, y);
-                case 9:
-                    return ternary5_gemv_short<9>(w, r_begin, r_end, x, y);
-                default:
-                    return ternary5_gemv_short<10>(w, r_begin, r_end, x, y);
-            }
+            return with_steps<10>((n_blocks - 1) * 5 + tail_steps, [&](auto steps) {
+                ternary_gemv_short<decltype(steps)::value, true>(w, r_begin, r_end, x, y);
+            });
         }
 #endif
         gemv_epilogue_rows(
@@ -613,24 +587,9 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     } else {
         const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
         if (!prefetch && n_blocks <= 2) {
-            switch ((n_blocks - 1) * 4 + tail_steps) {
-                case 1:
-                    return ternary_gemv_short<1>(w, r_begin, r_end, x, y);
-                case 2:
-                    return ternary_gemv_short<2>(w, r_begin, r_end, x, y);
-                case 3:
-                    return ternary_gemv_short<3>(w, r_begin, r_end, x, y);
-                case 4:
-                    return ternary_gemv_short<4>(w, r_begin, r_end, x, y);
-                case 5:
-                    return ternary_gemv_short<5>(w, r_begin, r_end, x, y);
-                case 6:
-                    return ternary_gemv_short<6>(w, r_begin, r_end, x, y);
-                case 7:
-                    return ternary_gemv_short<7>(w, r_begin, r_end, x, y);
-                default:
-                    return ternary_gemv_short<8>(w, r_begin, r_end, x, y);
-            }
+            return with_steps<8>((n_blocks - 1) * 4 + tail_steps, [&](auto steps) {
+                ternary_gemv_short<decltype(steps)::value, false>(w, r_begin, r_end, x, y);
+            });
         }
         auto tile = [&](auto rt, auto mt, int r, int m) {
             constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
