@@ -236,6 +236,21 @@ TEST_P(KernelTest, TernaryGemmShapes) {
     }
 }
 
+// One-row products of rows of at most two blocks take a GEMV unrolled for each count of 64-column
+// steps (1-8 in Bits2, 1-10 in Trits5): every count, with 16-row groups, 8-row groups and
+// single rows after them.
+TEST_P(KernelTest, TernaryGemvEveryShortRowLength) {
+    for (TernaryLayout layout : kLayouts) {
+        for (int cols : {40, 100, 170, 230, 300, 350, 420, 470, 550, 600, 640}) {
+            for (int rows : {1, 17, 41}) {
+                const TernaryProblem p(rows, cols, 1, 300u + 3u * cols + rows, layout);
+                check_ternary(k(), p, 0, rows);
+                if (rows > 2) check_ternary(k(), p, 1, rows - 1);
+            }
+        }
+    }
+}
+
 TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
     for (TernaryLayout layout : kLayouts) {
         for (int batch : {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,

@@ -231,18 +231,21 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     const float scale = 1.f / std::sqrt(static_cast<float>(hd));
     // A unit is the query heads of one token that share a KV head, or a part of them: one
     // kernel call reads those keys and values once for all of its queries. The group is split
-    // only when there would be too few units to share out evenly (one sequence decoding).
+    // only when there would be too few units to share out evenly (one sequence decoding), and
+    // never when the loop runs on this thread alone.
     // Units run KV-head-major when a sequence brings several tokens: a thread's contiguous
     // share then holds early and late tokens of a prompt alike, where token-major shares would
     // give the last thread the longest causal rows. Single-token sequences (decoding) run
     // token-major, so each thread streams whole caches.
     const int64_t groups = static_cast<int64_t>(M) * c.num_kv_heads;
-    int parts = 1;
-    while (parts < group && (group % parts != 0 || groups * parts < 4 * pool_.size())) ++parts;
-    const int per_unit = group / parts;
-    const bool one_token_each = static_cast<size_t>(M) == b.items.size();
     int64_t keys = 0;  // summed over the tokens, for the multiply-adds of all heads
     for (int t = 0; t < M; ++t) keys += b.pos[t] + 1;
+    const bool shared = 2 * keys * QD >= share_min_work_;
+    int parts = 1;
+    while (shared && parts < group && (group % parts != 0 || groups * parts < 4 * pool_.size()))
+        ++parts;
+    const int per_unit = group / parts;
+    const bool one_token_each = static_cast<size_t>(M) == b.items.size();
     share(pool_, 2 * keys * QD, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {

@@ -62,7 +62,9 @@ inline __m128i reduce4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
 // The first two steps of every float reduction below: per 128-bit block B_k, the block's four
 // lanes of a, b, c and d summed, {a_k, b_k, c_k, d_k}. Each vector x is then summed in one order
 // whatever is reduced beside it, ((x0 + x2) + (x1 + x3)) within a block and (B0 + B2) + (B1 + B3)
-// across, so a key's attention score has the same bits in a tile of 1, 4, 8 or 16 keys.
+// across, so a key's attention score has the same bits in a tile of 4, 8 or 16 keys. (A lone
+// key's _mm512_reduce_add_ps adds in another order: keys are split into groups of four and the
+// n mod 4 last ones, the same for every tile size, so that never matters.)
 inline __m512 block_sums4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
     const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
     const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
@@ -520,11 +522,12 @@ inline void with_steps(int steps, Fn&& fn) {
 // A GEMV over rows of TS 64-column steps (at most two blocks: a small model's products, which
 // stay in cache). The activations stay in registers and sixteen rows reduce together; the
 // 8-row tiles spent about half their time entering, reducing and leaving for the few
-// multiply-adds of such rows. Trits5 rows decode as in ternary5_row; their sums are exact, so
-// one pair of accumulators for all steps gives the same result as its two pairs.
+// multiply-adds of such rows. Trits5 rows decode as ternary5_row's VNNI form; the sums are exact,
+// so one pair of accumulators for all steps gives the same result as its two pairs.
 template <int TS, bool kTrits5>
 void ternary_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
                         const QuantizedActivations& x, float* y) {
+    static_assert(!kTrits5 || BITNET_VNNI, "the Trits5 decoding here is the vpdpbusd one");
     constexpr int kPerBlock = kTrits5 ? 5 : 4;
     constexpr int kBlock = kTrits5 ? kTernary5Block : kTernaryBlock;
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / kPerBlock;
@@ -574,7 +577,7 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     const int tail_steps = (w.cols - (n_blocks - 1) * block + 63) / 64;
     if (trits5) {
 #if BITNET_VNNI
-        if (n_blocks <= 2) {
+        if (n_blocks >= 1 && n_blocks <= 2) {
             return with_steps<10>((n_blocks - 1) * 5 + tail_steps, [&](auto steps) {
                 ternary_gemv_short<decltype(steps)::value, true>(w, r_begin, r_end, x, y);
             });
@@ -586,7 +589,7 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
             x.row_sum[0], x.out_scale[0], y);
     } else {
         const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
-        if (!prefetch && n_blocks <= 2) {
+        if (!prefetch && n_blocks >= 1 && n_blocks <= 2) {
             return with_steps<8>((n_blocks - 1) * 4 + tail_steps, [&](auto steps) {
                 ternary_gemv_short<decltype(steps)::value, false>(w, r_begin, r_end, x, y);
             });
@@ -827,13 +830,13 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
     }
 }
 
-// Every activation row count takes the same tiles, so each y[m][r] comes out bit for bit the
-// same whether its row was computed alone (decoding) or with others (a batch, or the verified
-// drafts of speculative decoding, whose greedy output must equal plain decoding's). A single
-// row costs no more this way: the tiles prefetch, and from memory they stream as fast as a
-// row-at-a-time GEMV.
 constexpr int kShortDenseRow = 512;
 
+// Every activation row count sums each row alike (the same groups of four rows, the same
+// single rows), so each y[m][r] comes out bit for bit the same whether its row was computed
+// alone (decoding) or with others (a batch, or the verified drafts of speculative decoding,
+// whose greedy output must equal plain decoding's). A single row costs no more this way: the
+// tiles prefetch, and from memory they stream as fast as a row-at-a-time GEMV.
 template <typename W>
 void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
                 const float* row_scale, float* y, int ldy) {
