@@ -510,13 +510,14 @@ inline void gemv_epilogue_rows(int r_begin, int r_end, RowLanes row_lanes, int32
         y[r] = static_cast<float>(_mm512_reduce_add_epi32(row_lanes(r)) - row_sum) * scale;
 }
 
-// fn(Int<S>{}) for the S in [1, kMax] equal to `steps`, or kMax for more.
-template <int kMax, typename Fn>
-inline void with_steps(int steps, Fn&& fn) {
-    if constexpr (kMax > 1) {
-        if (steps < kMax) return with_steps<kMax - 1>(steps, fn);
-    }
-    fn(Int<kMax>{});
+// fn(Int<S>{}) for the first S of the list that is at least `steps` (which must not exceed
+// the last). Running a row past its last real step is harmless: padding codes and padded
+// activations are zero (QuantizedActivations); fewer step counts to unroll halve the compile
+// time these GEMVs add.
+template <int... S, typename Fn>
+inline void with_steps_at_least(int steps, Fn&& fn) {
+    bool done = false;
+    ((!done && steps <= S ? (fn(Int<S>{}), done = true) : false), ...);
 }
 
 // A GEMV over rows of TS 64-column steps (at most two blocks: a small model's products, which
@@ -578,9 +579,11 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     if (trits5) {
 #if BITNET_VNNI
         if (n_blocks >= 1 && n_blocks <= 2) {
-            return with_steps<10>((n_blocks - 1) * 5 + tail_steps, [&](auto steps) {
-                ternary_gemv_short<decltype(steps)::value, true>(w, r_begin, r_end, x, y);
-            });
+            // Within a block's five steps: 2, 4, 5, then 5 + (2, 4, 5).
+            return with_steps_at_least<2, 4, 5, 7, 9, 10>(
+                (n_blocks - 1) * 5 + tail_steps, [&](auto steps) {
+                    ternary_gemv_short<decltype(steps)::value, true>(w, r_begin, r_end, x, y);
+                });
         }
 #endif
         gemv_epilogue_rows(
@@ -590,9 +593,10 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     } else {
         const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
         if (!prefetch && n_blocks >= 1 && n_blocks <= 2) {
-            return with_steps<8>((n_blocks - 1) * 4 + tail_steps, [&](auto steps) {
-                ternary_gemv_short<decltype(steps)::value, false>(w, r_begin, r_end, x, y);
-            });
+            return with_steps_at_least<2, 4, 6, 8>(
+                (n_blocks - 1) * 4 + tail_steps, [&](auto steps) {
+                    ternary_gemv_short<decltype(steps)::value, false>(w, r_begin, r_end, x, y);
+                });
         }
         auto tile = [&](auto rt, auto mt, int r, int m) {
             constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
@@ -1346,23 +1350,16 @@ inline void score_keys(const AttentionHeadArgs& a, const float* q, float* s, boo
 }
 
 // Scores of Q queries over every key: groups of four keys, then the n mod 4 last keys one by
-// one. A lone query takes 16 keys at a time when the head has at most 64 dimensions (1.4x at
-// 32 dimensions and 64 keys) and eight above (faster there than four).
+// one. A lone query takes 16 keys at a time for heads of 17-32 dimensions (1.4x at 32
+// dimensions and 64 keys; only that size is built, since each size is a large unrolled function
+// that more than doubled the sanitizer builds' compile time) and eight above 64 dimensions
+// (faster there than four).
 template <KvType T, int Q>
 inline void score_pass(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
     if constexpr (Q == 1) {
-        switch ((a.head_dim + 15) / 16) {
-            case 1:
-                return score_keys_short<T, 1>(a, q, s, prefetch);
-            case 2:
-                return score_keys_short<T, 2>(a, q, s, prefetch);
-            case 3:
-                return score_keys_short<T, 3>(a, q, s, prefetch);
-            case 4:
-                return score_keys_short<T, 4>(a, q, s, prefetch);
-            default:
-                return score_keys<T, 1, 8>(a, q, s, prefetch);
-        }
+        if (a.head_dim > 16 && a.head_dim <= 32) return score_keys_short<T, 2>(a, q, s, prefetch);
+        if (a.head_dim <= 64) return score_keys<T, 1, 4>(a, q, s, prefetch);
+        return score_keys<T, 1, 8>(a, q, s, prefetch);
     } else {
         return score_keys<T, Q, 4>(a, q, s, prefetch);
     }
