@@ -236,9 +236,9 @@ TEST_P(KernelTest, TernaryGemmShapes) {
     }
 }
 
-// One-row products of rows of at most two blocks take a GEMV unrolled for each count of 64-column
-// steps (1-8 in Bits2, 1-10 in Trits5): every count, with 16-row groups, 8-row groups and
-// single rows after them.
+// One-row products of rows of at most two blocks take a GEMV unrolled for a few counts of
+// 64-column steps, rounding a row's count up into its zero padding: every count (1-8 in Bits2,
+// 1-10 in Trits5), with 16-row groups, 8-row groups and single rows after them.
 TEST_P(KernelTest, TernaryGemvEveryShortRowLength) {
     for (TernaryLayout layout : kLayouts) {
         for (int cols : {40, 100, 170, 230, 300, 350, 420, 470, 550, 600, 640}) {
