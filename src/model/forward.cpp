@@ -58,24 +58,17 @@ struct GemmJob {
 };
 
 constexpr int kRowGrain = 16;  // rows per thread piece come in multiples of this
-// Shares the loop out when `work` multiply-adds reach `min_work`, else runs fn(0, n) here.
-template <typename Fn>
-void share_dynamic(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t grain,
-                   Fn&& fn) {
-    if (work < min_work) {
-        if (n > 0) fn(int64_t{0}, n);
-        return;
-    }
-    pool.parallel_for_dynamic(n, grain, std::forward<Fn>(fn));
-}
-
-template <typename Fn>
+// Shares the loop out (pieces claimed one at a time when kDynamic, see ThreadPool) when `work`
+// multiply-adds reach `min_work`, else runs fn(0, n) here.
+template <bool kDynamic = false, typename Fn>
 void share(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t grain, Fn&& fn) {
     if (work < min_work) {
         if (n > 0) fn(int64_t{0}, n);
-        return;
+    } else if constexpr (kDynamic) {
+        pool.parallel_for_dynamic(n, grain, std::forward<Fn>(fn));
+    } else {
+        pool.parallel_for(n, grain, std::forward<Fn>(fn));
     }
-    pool.parallel_for(n, grain, std::forward<Fn>(fn));
 }
 // KV bytes a step reads (all layers) from which attention fetches ahead: about what L2 and
 // this core's share of L3 hold.
@@ -148,7 +141,7 @@ void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, int64_t share_min_wo
         work += static_cast<int64_t>(j.w->out_features()) * j.w->in_features() * j.x->rows;
     }
     // Guided pieces (multiples of kRowGrain rows): a slower core takes less of the product.
-    share_dynamic(pool, work, share_min_work, total, kRowGrain, [&](int64_t begin, int64_t end) {
+    share<true>(pool, work, share_min_work, total, kRowGrain, [&](int64_t begin, int64_t end) {
         int64_t offset = 0;
         for (const GemmJob& j : jobs) {
             const int64_t rows = j.w->out_features();
@@ -240,13 +233,14 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     const int64_t groups = static_cast<int64_t>(M) * c.num_kv_heads;
     int64_t keys = 0;  // summed over the tokens, for the multiply-adds of all heads
     for (int t = 0; t < M; ++t) keys += b.pos[t] + 1;
-    const bool shared = 2 * keys * QD >= share_min_work_;
+    const int64_t attention_work = 2 * keys * QD;
+    const bool shared = attention_work >= share_min_work_;
     int parts = 1;
     while (shared && parts < group && (group % parts != 0 || groups * parts < 4 * pool_.size()))
         ++parts;
     const int per_unit = group / parts;
     const bool one_token_each = static_cast<size_t>(M) == b.items.size();
-    share(pool_, 2 * keys * QD, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
+    share(pool_, attention_work, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {
             const int64_t grp = u / parts, part = u % parts;
@@ -379,14 +373,14 @@ void ForwardPass::lm_head(const float* normed, int R, float* logits) {
             const float* x = normed + static_cast<size_t>(r) * H;
             x_scale[r] = 1.f / k_.quantize_row_i8(x, H, H, xq + static_cast<size_t>(r) * H, &sum);
         }
-        share_dynamic(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
+        share<true>(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
             k_.int8_gemm_i8r(static_cast<const int8_t*>(head.data), head.row_scale, H,
                              static_cast<int>(v0), static_cast<int>(v1), xq, x_scale, R, H, logits,
                              V);
         });
         return;
     }
-    share_dynamic(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
+    share<true>(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
         const int r0 = static_cast<int>(v0), r1 = static_cast<int>(v1);
         switch (head.format) {
             case DenseFormat::F32:

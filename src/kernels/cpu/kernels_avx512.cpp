@@ -1292,6 +1292,14 @@ __attribute__((always_inline)) inline void score_tile(const AttentionHeadArgs& a
     }
 }
 
+// Keys [p, n) after the larger tiles: the canonical split's groups of four, then the n mod 4
+// last keys one by one (see score_tile).
+template <KvType T, int Q>
+inline void score_rest(const AttentionHeadArgs& a, const float* q, float* s, int p) {
+    for (; p + 4 <= a.n_keys; p += 4) score_tile<T, Q, 4, false>(a, q, s, p);
+    for (; p < a.n_keys; ++p) score_tile<T, Q, 1, false>(a, q, s, p);
+}
+
 // A lone query's scores for keys [p0, p0 + 16) when the head has at most 16 DC dimensions: the
 // query stays in DC registers and the keys load one after another, so one row address is live
 // (a chunk-major tile of 16 keys keeps 16, and GCC spills them). Each key adds its chunks in
@@ -1330,8 +1338,7 @@ inline void score_keys_short(const AttentionHeadArgs& a, const float* q, float* 
     } else {
         for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, false>(a, qv, m, s, p);
     }
-    for (; p + 4 <= a.n_keys; p += 4) score_tile<T, 1, 4, false>(a, q, s, p);
-    for (; p < a.n_keys; ++p) score_tile<T, 1, 1, false>(a, q, s, p);
+    score_rest<T, 1>(a, q, s, p);
 }
 
 // Keys [0, n) in tiles of N, the rest in the canonical groups (see score_tile).
@@ -1343,10 +1350,7 @@ inline void score_keys(const AttentionHeadArgs& a, const float* q, float* s, boo
     } else {
         for (; p + N <= a.n_keys; p += N) score_tile<T, Q, N, false>(a, q, s, p);
     }
-    if constexpr (N > 4) {
-        for (; p + 4 <= a.n_keys; p += 4) score_tile<T, Q, 4, false>(a, q, s, p);
-    }
-    for (; p < a.n_keys; ++p) score_tile<T, Q, 1, false>(a, q, s, p);
+    score_rest<T, Q>(a, q, s, p);
 }
 
 // Scores of Q queries over every key: groups of four keys, then the n mod 4 last keys one by
