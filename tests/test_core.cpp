@@ -461,6 +461,24 @@ TEST(CoreTensorTest, BadShapesAndAccessThrow) {
     float buf[4];
     EXPECT_EQ(code_of([&] { Tensor::view(DType::F32, {-4}, buf); }), invalid);
     EXPECT_EQ(Tensor::view(DType::F32, {2, 2}, buf).data(), buf);
+    // An unfilled tensor checks its shape and dtype like a filled one.
+    EXPECT_EQ(code_of([] { Tensor::uninitialized(DType::Ternary2, {4}); }), invalid);
+    EXPECT_EQ(code_of([] { Tensor::uninitialized(DType::F32, {3, -1}); }), invalid);
+    EXPECT_EQ(code_of([] { Tensor::uninitialized(DType::F32, {int64_t{1} << 62}); }), invalid);
+}
+
+TEST(CoreTensorTest, UninitializedTensorOwnsAnAlignedBufferOfItsShape) {
+    Tensor t = Tensor::uninitialized(DType::BF16, {3, 5});
+    EXPECT_EQ(t.dtype(), DType::BF16);
+    EXPECT_EQ(t.shape(), (std::vector<int64_t>{3, 5}));
+    EXPECT_EQ(t.nbytes(), 30u);
+    ASSERT_NE(t.data(), nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data()) % 64, 0u);
+    uint16_t* p = t.data_as<uint16_t>();
+    for (int i = 0; i < 15; ++i) p[i] = static_cast<uint16_t>(3 * i + 1);
+    const Tensor copy = t;  // shares the buffer, as filled tensors do
+    EXPECT_EQ(copy.data_as<uint16_t>()[14], 43);
+    EXPECT_TRUE(Tensor::uninitialized(DType::F32, {0}).numel() == 0);
 }
 
 // numel fits int64 but numel * element size does not fit size_t: the byte count must not wrap

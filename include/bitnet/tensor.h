@@ -33,6 +33,8 @@ class Tensor {
     Tensor() = default;
     // Allocates a zero-filled, 64-byte aligned host buffer.
     Tensor(DType dtype, std::vector<int64_t> shape);
+    // The same buffer left unfilled, for an output the caller writes in full.
+    static Tensor uninitialized(DType dtype, std::vector<int64_t> shape);
     // Wraps memory the caller owns; the caller keeps it alive while the tensor is used.
     static Tensor view(DType dtype, std::vector<int64_t> shape, void* data);
 
@@ -55,6 +57,9 @@ class Tensor {
     const T* data_as() const;
 
   private:
+    struct NoFill {};
+    Tensor(DType dtype, std::vector<int64_t> shape, NoFill);
+
     DType dtype_ = DType::F32;
     Device device_ = Device::CPU;
     std::vector<int64_t> shape_;

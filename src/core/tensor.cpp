@@ -69,7 +69,8 @@ int64_t checked_numel(const std::vector<int64_t>& shape) {
 }
 }  // namespace
 
-Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape, NoFill)
+    : dtype_(dtype), shape_(std::move(shape)) {
     if (dtype_size(dtype) == 0) {
         throw Error(
             ErrorCode::InvalidArgument,
@@ -78,11 +79,18 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
     const auto numel = static_cast<size_t>(checked_numel(shape_));
     if (numel > SIZE_MAX / dtype_size(dtype))
         throw Error(ErrorCode::InvalidArgument, "tensor too large: " + shape_string());
-    const size_t bytes = numel * dtype_size(dtype);
-    void* p = aligned_malloc(bytes);
-    std::memset(p, 0, bytes);
+    void* p = aligned_malloc(numel * dtype_size(dtype));
     owner_ = std::shared_ptr<void>(p, AlignedDeleter{});
     data_ = p;
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape)
+    : Tensor(dtype, std::move(shape), NoFill{}) {
+    std::memset(data_, 0, nbytes());
+}
+
+Tensor Tensor::uninitialized(DType dtype, std::vector<int64_t> shape) {
+    return Tensor(dtype, std::move(shape), NoFill{});
 }
 
 Tensor Tensor::view(DType dtype, std::vector<int64_t> shape, void* data) {

@@ -173,6 +173,43 @@ std::unique_ptr<Session> InferenceEngine::create_session(std::shared_ptr<const M
         impl_.get())));
 }
 
+namespace {
+
+// The pass's item for one step, all but its logits buffer; checks that the session is this
+// engine's and runs the same model as the steps before it (`model`, set by the first).
+ForwardItem item_for(const SequenceStep& s, const void* engine, const Model*& model) {
+    if (s.session == nullptr) throw Error(ErrorCode::InvalidArgument, "forward: null session");
+    Session::Impl& si = s.session->impl();
+    if (si.engine != engine)
+        throw Error(ErrorCode::InvalidArgument, "forward: session belongs to another engine");
+    if (model == nullptr) model = si.model.get();
+    if (si.model.get() != model)
+        throw Error(ErrorCode::InvalidArgument,
+                    "forward: all sessions of one pass must use the same model");
+    ForwardItem it;
+    it.cache = &si.cache;
+    it.tokens = s.tokens.data();
+    it.n_tokens = static_cast<int>(s.tokens.size());
+    it.all_logits = s.all_logits;
+    return it;
+}
+
+// Logits of one step, filled by the pass in full (validate() rejects a step without tokens
+// before anything is written).
+Tensor logits_for(const SequenceStep& s, const Model& model) {
+    const int64_t rows = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+    return Tensor::uninitialized(DType::F32, {rows, model.config().vocab_size});
+}
+
+void run_pass(InferenceEngine::Impl& e, const Model& model, std::span<ForwardItem> items) {
+    std::lock_guard<std::mutex> lock(e.forward_mutex);
+    e.arena.reset();
+    ForwardPass pass(model.impl(), *e.kernels, *e.pool, e.arena, e.options.reference_numerics);
+    pass.run(items);
+}
+
+}  // namespace
+
 std::vector<Tensor> InferenceEngine::forward(std::span<const SequenceStep> steps) {
     if (steps.empty()) throw Error(ErrorCode::InvalidArgument, "forward: no sequences");
     if (static_cast<int>(steps.size()) > impl_->options.max_batch_size) {
@@ -187,36 +224,25 @@ std::vector<Tensor> InferenceEngine::forward(std::span<const SequenceStep> steps
     outputs.reserve(steps.size());
     items.reserve(steps.size());
     for (const SequenceStep& s : steps) {
-        if (s.session == nullptr) throw Error(ErrorCode::InvalidArgument, "forward: null session");
-        Session::Impl& si = s.session->impl();
-        if (si.engine != impl_.get())
-            throw Error(ErrorCode::InvalidArgument, "forward: session belongs to another engine");
-        if (model == nullptr) model = si.model.get();
-        if (si.model.get() != model)
-            throw Error(ErrorCode::InvalidArgument,
-                        "forward: all sessions of one pass must use the same model");
-        const int rows = s.all_logits ? static_cast<int>(s.tokens.size()) : 1;
-        outputs.emplace_back(DType::F32, std::vector<int64_t>{rows, model->config().vocab_size});
-        ForwardItem it;
-        it.cache = &si.cache;
-        it.tokens = s.tokens.data();
-        it.n_tokens = static_cast<int>(s.tokens.size());
-        it.all_logits = s.all_logits;
-        it.logits = outputs.back().data_as<float>();
-        items.push_back(it);
+        items.push_back(item_for(s, impl_.get(), model));
+        outputs.push_back(logits_for(s, *model));
+        items.back().logits = outputs.back().data_as<float>();
     }
-    std::lock_guard<std::mutex> lock(impl_->forward_mutex);
-    impl_->arena.reset();
-    ForwardPass pass(model->impl(), *impl_->kernels, *impl_->pool, impl_->arena,
-                     impl_->options.reference_numerics);
-    pass.run(items);
+    run_pass(*impl_, *model, items);
     return outputs;
 }
 
+// One session's step without the batch's vectors: a decode step of a small model is tens of
+// microseconds, and the public API's share of it is measured (`bitnet bench`).
 Tensor InferenceEngine::forward(Session& session, std::span<const int32_t> tokens,
                                 bool all_logits) {
     const SequenceStep step{&session, tokens, all_logits};
-    return std::move(forward(std::span<const SequenceStep>(&step, 1)).front());
+    const Model* model = nullptr;
+    ForwardItem item = item_for(step, impl_.get(), model);
+    Tensor logits = logits_for(step, *model);
+    item.logits = logits.data_as<float>();
+    run_pass(*impl_, *model, std::span<ForwardItem>(&item, 1));
+    return logits;
 }
 
 InferResult InferenceEngine::infer(const Model& model,
