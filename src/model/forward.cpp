@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bitnet/error.h"
 
@@ -70,6 +71,10 @@ void share(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t 
         pool.parallel_for(n, grain, std::forward<Fn>(fn));
     }
 }
+// Weights (ternary layers and head) up to which a batch may run a sequence a thread: every
+// thread reads all of them each step, from L2 and this core's share of L3.
+constexpr size_t kBySequenceMaxWeightBytes = size_t{4} << 20;
+
 // KV bytes a step reads (all layers) from which attention fetches ahead: about what L2 and
 // this core's share of L3 hold.
 constexpr size_t kKvFromMemoryBytes = size_t{8} << 20;
@@ -478,6 +483,59 @@ void ForwardPass::run(std::span<ForwardItem> items) {
         }
     }
     for (const ForwardItem& it : items) it.cache->set_length(it.cache->length() + it.n_tokens);
+}
+
+bool ForwardPass::by_sequence_pays(const Model::Impl& model, std::span<const ForwardItem> items,
+                                   int threads) {
+    if (threads < 2 || items.size() < static_cast<size_t>(threads)) return false;
+    size_t bytes = model.weights.lm_head().bytes();
+    for (const LayerWeights& L : model.weights.layers) {
+        for (const BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+            bytes += static_cast<size_t>(w->view.rows) * w->view.row_bytes();
+            if (bytes > kBySequenceMaxWeightBytes) return false;
+        }
+    }
+    if (bytes > kBySequenceMaxWeightBytes) return false;
+    int64_t tokens = 0;
+    int longest = 0;
+    for (const ForwardItem& it : items) {
+        tokens += it.n_tokens;
+        longest = std::max(longest, it.n_tokens);
+    }
+    return longest <= (tokens + threads - 1) / threads;
+}
+
+void ForwardPass::run_by_sequence(std::span<ForwardItem> items, std::span<Arena* const> arenas) {
+    // The whole batch first: a session in two shares would pass each share's own check.
+    validate(items);
+    const int shares = static_cast<int>(
+        std::min({static_cast<size_t>(pool_.size()), items.size(), arenas.size()}));
+    if (shares < 2) return run(items);
+    // Contiguous shares: share s ends once the running token count reaches (s + 1) / shares of
+    // the batch, and leaves at least one item for each share after it.
+    int64_t tokens = 0;
+    for (const ForwardItem& it : items) tokens += it.n_tokens;
+    std::vector<size_t> end(static_cast<size_t>(shares), items.size());
+    size_t i = 0;
+    int64_t seen = 0;
+    for (int s = 0; s + 1 < shares; ++s) {
+        const size_t last = items.size() - static_cast<size_t>(shares - 1 - s);
+        do {
+            seen += items[i++].n_tokens;
+        } while (i < last && seen * shares < tokens * (s + 1));
+        end[static_cast<size_t>(s)] = i;
+    }
+    pool_.parallel_for(shares, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+            const size_t begin = s == 0 ? 0 : end[static_cast<size_t>(s - 1)];
+            const size_t stop = end[static_cast<size_t>(s)];
+            ThreadPool alone(1);
+            Arena& arena = *arenas[static_cast<size_t>(s)];
+            arena.reset();
+            ForwardPass part(m_, k_, alone, arena, reference_numerics_);
+            part.run(items.subspan(begin, stop - begin));
+        }
+    });
 }
 
 }  // namespace bitnet

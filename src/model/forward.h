@@ -44,6 +44,18 @@ class ForwardPass {
     // Validates token ids and cache capacity first; on error nothing is changed.
     void run(std::span<ForwardItem> items);
 
+    // run() with the sequences shared out instead of the loops: each pool thread runs a
+    // single-threaded pass over its share of the items (contiguous, balanced by tokens), with
+    // its own arena from `arenas` (one a thread at least, reset here). The same bits as run():
+    // every kernel computes a token's row alike whatever the rows beside it.
+    void run_by_sequence(std::span<ForwardItem> items, std::span<Arena* const> arenas);
+
+    // Whether run_by_sequence beats run() for this batch on `threads` threads: a model whose
+    // weights stay in cache (each thread reads them all), at least a sequence a thread, and no
+    // sequence longer than a thread's share of the tokens.
+    static bool by_sequence_pays(const Model::Impl& model, std::span<const ForwardItem> items,
+                                 int threads);
+
     // Runs layers [first, last) on the residual stream h ([total new tokens][hidden], items in
     // order) without touching cache lengths: the building block of run(), exposed so tests can
     // feed recorded hidden states into one layer (teacher forcing).

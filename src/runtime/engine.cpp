@@ -143,11 +143,15 @@ int InferenceEngine::threads() const noexcept {
 
 MemoryStats InferenceEngine::memory_stats() const {
     std::lock_guard<std::mutex> lock(impl_->forward_mutex);
-    const ArenaStats a = impl_->arena.stats();
     MemoryStats s;
-    s.pool_capacity_bytes = a.capacity_bytes;
-    s.pool_peak_bytes = a.peak_bytes;
-    s.pool_block_allocations = a.block_allocations;
+    auto add = [&s](const Arena& arena) {
+        const ArenaStats a = arena.stats();
+        s.pool_capacity_bytes += a.capacity_bytes;
+        s.pool_peak_bytes += a.peak_bytes;
+        s.pool_block_allocations += a.block_allocations;
+    };
+    add(impl_->arena);
+    for (const auto& arena : impl_->sequence_arenas) add(*arena);
     s.kv_cache_bytes = impl_->counters->kv_bytes.load();
     s.live_sessions = impl_->counters->sessions.load();
     return s;
@@ -201,11 +205,26 @@ Tensor logits_for(const SequenceStep& s, const Model& model) {
     return Tensor::uninitialized(DType::F32, {rows, model.config().vocab_size});
 }
 
-void run_pass(InferenceEngine::Impl& e, const Model& model, std::span<ForwardItem> items) {
-    std::lock_guard<std::mutex> lock(e.forward_mutex);
+// One forward pass over `items`; the caller holds e.forward_mutex. A small model's batch runs a
+// share of the sequences on each thread, each with an arena of its own, unless the activation
+// pool has a limit (which the arenas together would not keep).
+void run_items(InferenceEngine::Impl& e, const Model& model, std::span<ForwardItem> items) {
     e.arena.reset();
     ForwardPass pass(model.impl(), *e.kernels, *e.pool, e.arena, e.options.reference_numerics);
-    pass.run(items);
+    const int threads = e.pool->size();
+    if (e.options.memory_pool_bytes != 0 ||
+        !ForwardPass::by_sequence_pays(model.impl(), items, threads))
+        return pass.run(items);
+    while (e.sequence_arenas.size() < static_cast<size_t>(threads)) {
+        e.sequence_arenas.push_back(std::make_unique<Arena>());
+        e.sequence_arena_list.push_back(e.sequence_arenas.back().get());
+    }
+    pass.run_by_sequence(items, e.sequence_arena_list);
+}
+
+void run_pass(InferenceEngine::Impl& e, const Model& model, std::span<ForwardItem> items) {
+    std::lock_guard<std::mutex> lock(e.forward_mutex);
+    run_items(e, model, items);
 }
 
 }  // namespace
@@ -280,14 +299,11 @@ InferResult InferenceEngine::infer(const Model& model,
     }
     {
         std::lock_guard<std::mutex> lock(impl_->forward_mutex);
-        impl_->arena.reset();
-        ForwardPass pass(model.impl(), *impl_->kernels, *impl_->pool, impl_->arena,
-                         impl_->options.reference_numerics);
         // Batches larger than the engine's batch size run in chunks.
         const size_t chunk = static_cast<size_t>(impl_->options.max_batch_size);
         for (size_t i = 0; i < items.size(); i += chunk) {
-            if (i > 0) impl_->arena.reset();
-            pass.run(std::span<ForwardItem>(items.data() + i, std::min(chunk, items.size() - i)));
+            run_items(*impl_, model,
+                      std::span<ForwardItem>(items.data() + i, std::min(chunk, items.size() - i)));
         }
     }
     for (size_t i = 0; i < hidden_buffers.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "bitnet/engine.h"
 #include "core/arena.h"
@@ -19,6 +20,10 @@ struct InferenceEngine::Impl {
     std::unique_ptr<ThreadPool> pool;
     std::mutex forward_mutex;  // one forward pass at a time: it owns the pool and the arena
     Arena arena;
+    // Per-thread arenas of batches that run a share of the sequences on each thread
+    // (ForwardPass::run_by_sequence); made on first use.
+    std::vector<std::unique_ptr<Arena>> sequence_arenas;
+    std::vector<Arena*> sequence_arena_list;
     // Shared with sessions so their destructors can update the counters even after the engine.
     struct Counters {
         std::atomic<size_t> kv_bytes{0};
