@@ -653,19 +653,20 @@ inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps
     }
 }
 
-template <int RT, int MT>
+// kGroup steps (2 or 4) a loop pass, ksteps a multiple of it.
+template <int RT, int MT, int kGroup>
 inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivations& x, int m,
                        float* y, int ldy) {
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const size_t panel_row = static_cast<size_t>(ksteps) * 64;
     __m512i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
-    // Four steps at a time with no early exit (the panel and the activations are zero past
-    // the columns, up to a multiple of four steps): GCC 12 then keeps acc in registers, which
-    // it does not for a loop of one step at a time or with a break.
-    for (int t0 = 0; t0 < ksteps; t0 += 4) {
+    // A fixed group of steps a pass with no early exit (the panel and the activations are zero
+    // past the columns, up to the group): GCC 12 then keeps acc in registers, which it does not
+    // for a loop of one step at a time or with a break.
+    for (int t0 = 0; t0 < ksteps; t0 += kGroup) {
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kGroup; ++u) {
             const int t = t0 + u;
             __m512i xv[MT];
             for (int j = 0; j < MT; ++j)
@@ -697,8 +698,10 @@ inline bool panel_gemm_applies(const TernaryMatrixView& w, const QuantizedActiva
 void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
                          const QuantizedActivations& x, float* y, int ldy) {
     // Columns past cols meet zero activations (up to the activation stride, a multiple of 256
-    // columns), so the panel covers the columns in whole groups of four 64-column steps.
-    const int ksteps = round_up(w.cols, 256) / 64;
+    // columns), so the panel covers the columns in whole groups of four 64-column steps, or of
+    // two where that is all a row has left (128-column rows: half the work of four).
+    const int ksteps = round_up(w.cols, 128) / 64;
+    const bool by_four = ksteps % 4 == 0;
     alignas(64) int8_t panel[kPanelRows * kPanelMaxSteps * 64];
     // Weights from memory: each panel prefetches the next one's bytes, which arrive while
     // every activation tile passes over this one.
@@ -714,7 +717,9 @@ void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
             }
             unpack_panel(w, r, R, ksteps, panel);
         }
-        panel_tile<R, decltype(mt)::value>(panel, ksteps, x, m, y + r, ldy);
+        constexpr int C = decltype(mt)::value;
+        if (by_four) return panel_tile<R, C, 4>(panel, ksteps, x, m, y + r, ldy);
+        panel_tile<R, C, 2>(panel, ksteps, x, m, y + r, ldy);
     };
     for_tiles<kPanelRows, kPanelCols>(r_begin, r_end, x.rows, tile);
 }
