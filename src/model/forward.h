@@ -47,7 +47,9 @@ class ForwardPass {
     // run() with the sequences shared out instead of the loops: each pool thread runs a
     // single-threaded pass over its share of the items (contiguous, balanced by tokens), with
     // its own arena from `arenas` (one a thread at least, reset here). The same bits as run():
-    // every kernel computes a token's row alike whatever the rows beside it.
+    // every kernel computes a token's row alike whatever the rows beside it. The whole batch is
+    // validated first, so only running out of memory can stop a share; the shares that
+    // finished then keep their tokens.
     void run_by_sequence(std::span<ForwardItem> items, std::span<Arena* const> arenas);
 
     // Whether run_by_sequence beats run() for this batch on `threads` threads: a model whose
