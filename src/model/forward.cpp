@@ -75,6 +75,10 @@ void share(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t 
 // thread reads all of them each step, from L2 and this core's share of L3.
 constexpr size_t kBySequenceMaxWeightBytes = size_t{4} << 20;
 
+// Keys (or values) of one attention unit up to which the unit before fetches them: 64 rows of
+// a 32-dimension f32 head.
+constexpr size_t kKvShortStreamBytes = size_t{8} << 10;
+
 // KV bytes a step reads (all layers) from which attention fetches ahead: about what L2 and
 // this core's share of L3 hold.
 constexpr size_t kKvFromMemoryBytes = size_t{8} << 20;
@@ -245,21 +249,46 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
         ++parts;
     const int per_unit = group / parts;
     const bool one_token_each = static_cast<size_t>(M) == b.items.size();
+    // A unit's keys and values of a few KB come from L3 (a batch's caches do not fit L2) in
+    // streams too short for the hardware prefetchers to pick up, so each unit fetches the
+    // next one's while it computes. Longer streams the prefetchers find, and the caches of
+    // steps past kKvFromMemoryBytes have the kernel's own fetching ahead.
+    struct Unit {
+        int64_t t;    // the token
+        int kv_head;  // whose keys and values it reads
+        int first_head;
+    };
+    auto unit_at = [&](int64_t u) {
+        const int64_t grp = u / parts, part = u % parts;
+        const int64_t kv_head = one_token_each ? grp % c.num_kv_heads : grp / M;
+        return Unit{one_token_each ? grp / c.num_kv_heads : grp % M, static_cast<int>(kv_head),
+                    static_cast<int>(kv_head * group + part * per_unit)};
+    };
+    auto prefetch_unit = [&](const Unit& unit) {
+        const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[unit.t])].cache;
+        const size_t bytes = static_cast<size_t>(b.pos[unit.t] + 1) * cache.row_bytes();
+        if (bytes > kKvShortStreamBytes) return;
+        const char* k = static_cast<const char*>(cache.keys(index, unit.kv_head));
+        const char* v = static_cast<const char*>(cache.values(index, unit.kv_head));
+        for (size_t off = 0; off < bytes; off += 64) {
+            __builtin_prefetch(k + off);
+            __builtin_prefetch(v + off);
+        }
+    };
+    const bool fetch_next = !b.prefetch_kv;
     share(pool_, attention_work, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         for (int64_t u = u0; u < u1; ++u) {
-            const int64_t grp = u / parts, part = u % parts;
-            const int64_t t = one_token_each ? grp / c.num_kv_heads : grp % M;
-            const int64_t kv_head = one_token_each ? grp % c.num_kv_heads : grp / M;
-            const int first_head = static_cast<int>(kv_head * group + part * per_unit);
+            if (fetch_next && u + 1 < u1) prefetch_unit(unit_at(u + 1));
+            const auto [t, kv_head, first_head] = unit_at(u);
             const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[t])].cache;
             const int n_keys = b.pos[t] + 1;
             const size_t need = static_cast<size_t>(n_keys) * per_unit;
             if (scratch.size() < need) scratch.resize(need * 2);
             cpu::AttentionHeadArgs a;
             a.q = b.q + t * QD + static_cast<size_t>(first_head) * hd;
-            a.k = cache.keys(index, static_cast<int>(kv_head));
-            a.v = cache.values(index, static_cast<int>(kv_head));
+            a.k = cache.keys(index, kv_head);
+            a.v = cache.values(index, kv_head);
             a.kv_type = cache.type();
             a.prefetch = b.prefetch_kv;
             a.row_stride = cache.row_elements();
