@@ -44,8 +44,9 @@ test-asan: deps
 	ctest --test-dir $(BUILD)-asan --output-on-failure -j $(JOBS)
 
 # The tests that run threads against each other, under ThreadSanitizer (the model cache, the
-# thread pool, concurrent tokenizers, background generation streams).
-TSAN_TESTS ?= ModelCache*:CoreThreadPool*:TokenizerThreads*:GenerationTest.Streaming*:GenerationTest.Cancelled*
+# thread pool, concurrent tokenizers, background generation streams, batches run a share of the
+# sequences a thread).
+TSAN_TESTS ?= ModelCache*:CoreThreadPool*:TokenizerThreads*:GenerationTest.Streaming*:GenerationTest.Cancelled*:ForwardBySequence*
 test-tsan: deps
 	cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
 		-DBITNET_TSAN=ON -DBITNET_BUILD_BENCH=OFF
