@@ -32,7 +32,6 @@ class Batch {
             caches_.push_back(std::make_unique<KVCache>(
                 model.config, static_cast<int>(p.size()) + steps, cpu::KvType::F32));
         for (int t = 0; t < 3; ++t) arenas_.push_back(std::make_unique<Arena>());
-        for (auto& a : arenas_) arena_list_.push_back(a.get());
     }
 
     // Logits of every prompt token, then of each decode step (the next token of a sequence is
@@ -56,7 +55,7 @@ class Batch {
             }
             arena.reset();
             if (by_sequence) {
-                pass.run_by_sequence(items, arena_list_);
+                pass.run_by_sequence(items, arenas_);
             } else {
                 pass.run(items);
             }
@@ -85,14 +84,13 @@ class Batch {
     }
 
     std::vector<std::unique_ptr<KVCache>>& caches() { return caches_; }
-    std::span<Arena* const> arenas() const { return arena_list_; }
+    std::span<const std::unique_ptr<Arena>> arenas() const { return arenas_; }
 
   private:
     const Model::Impl& model_;
     std::vector<std::vector<int32_t>> prompts_;
     std::vector<std::unique_ptr<KVCache>> caches_;
     std::vector<std::unique_ptr<Arena>> arenas_;
-    std::vector<Arena*> arena_list_;
 };
 
 const std::vector<std::vector<int32_t>> kPrompts = {

@@ -71,8 +71,8 @@ void share(ThreadPool& pool, int64_t work, int64_t min_work, int64_t n, int64_t 
         pool.parallel_for(n, grain, std::forward<Fn>(fn));
     }
 }
-// Weights (ternary layers and head) up to which a batch may run a sequence a thread: every
-// thread reads all of them each step, from L2 and this core's share of L3.
+// Weights (all the engine holds of a model) up to which a batch may run a sequence a thread:
+// every thread reads them each step, from L2 and this core's share of L3.
 constexpr size_t kBySequenceMaxWeightBytes = size_t{4} << 20;
 
 // Keys (or values) of one attention unit up to which the unit before fetches them: 64 rows of
@@ -516,15 +516,9 @@ void ForwardPass::run(std::span<ForwardItem> items) {
 
 bool ForwardPass::by_sequence_pays(const Model::Impl& model, std::span<const ForwardItem> items,
                                    int threads) {
-    if (threads < 2 || items.size() < static_cast<size_t>(threads)) return false;
-    size_t bytes = model.weights.lm_head().bytes();
-    for (const LayerWeights& L : model.weights.layers) {
-        for (const BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
-            bytes += static_cast<size_t>(w->view.rows) * w->view.row_bytes();
-            if (bytes > kBySequenceMaxWeightBytes) return false;
-        }
-    }
-    if (bytes > kBySequenceMaxWeightBytes) return false;
+    if (threads < 2 || items.size() < static_cast<size_t>(threads) ||
+        model.info.engine_bytes > kBySequenceMaxWeightBytes)
+        return false;
     int64_t tokens = 0;
     int longest = 0;
     for (const ForwardItem& it : items) {
@@ -534,7 +528,8 @@ bool ForwardPass::by_sequence_pays(const Model::Impl& model, std::span<const For
     return longest <= (tokens + threads - 1) / threads;
 }
 
-void ForwardPass::run_by_sequence(std::span<ForwardItem> items, std::span<Arena* const> arenas) {
+void ForwardPass::run_by_sequence(std::span<ForwardItem> items,
+                                  std::span<const std::unique_ptr<Arena>> arenas) {
     // The whole batch first: a session in two shares would pass each share's own check.
     validate(items);
     const int shares = static_cast<int>(

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "core/arena.h"
@@ -50,7 +51,8 @@ class ForwardPass {
     // every kernel computes a token's row alike whatever the rows beside it. The whole batch is
     // validated first, so only running out of memory can stop a share; the shares that
     // finished then keep their tokens.
-    void run_by_sequence(std::span<ForwardItem> items, std::span<Arena* const> arenas);
+    void run_by_sequence(std::span<ForwardItem> items,
+                         std::span<const std::unique_ptr<Arena>> arenas);
 
     // Whether run_by_sequence beats run() for this batch on `threads` threads: a model whose
     // weights stay in cache (each thread reads them all), at least a sequence a thread, and no

@@ -215,11 +215,9 @@ void run_items(InferenceEngine::Impl& e, const Model& model, std::span<ForwardIt
     if (e.options.memory_pool_bytes != 0 ||
         !ForwardPass::by_sequence_pays(model.impl(), items, threads))
         return pass.run(items);
-    while (e.sequence_arenas.size() < static_cast<size_t>(threads)) {
+    while (e.sequence_arenas.size() < static_cast<size_t>(threads))
         e.sequence_arenas.push_back(std::make_unique<Arena>());
-        e.sequence_arena_list.push_back(e.sequence_arenas.back().get());
-    }
-    pass.run_by_sequence(items, e.sequence_arena_list);
+    pass.run_by_sequence(items, e.sequence_arenas);
 }
 
 void run_pass(InferenceEngine::Impl& e, const Model& model, std::span<ForwardItem> items) {

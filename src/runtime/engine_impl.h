@@ -23,7 +23,6 @@ struct InferenceEngine::Impl {
     // Per-thread arenas of batches that run a share of the sequences on each thread
     // (ForwardPass::run_by_sequence); made on first use.
     std::vector<std::unique_ptr<Arena>> sequence_arenas;
-    std::vector<Arena*> sequence_arena_list;
     // Shared with sessions so their destructors can update the counters even after the engine.
     struct Counters {
         std::atomic<size_t> kv_bytes{0};

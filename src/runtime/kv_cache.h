@@ -25,10 +25,8 @@ class KVCache {
     size_t position_bytes() const noexcept { return capacity_ > 0 ? bytes() / capacity_ : 0; }
     // Elements from one position of a head to the next.
     size_t row_elements() const noexcept { return static_cast<size_t>(head_dim_); }
-    // Bytes of one position of a head (f32: 4 an element, f16 and bf16: 2).
-    size_t row_bytes() const noexcept {
-        return row_elements() * (type_ == cpu::KvType::F32 ? 4 : 2);
-    }
+    // Bytes of one position of a head.
+    size_t row_bytes() const noexcept { return row_elements() * elem_bytes_; }
 
     // Stores one position's keys and values of a layer: n_kv_heads x head_dim floats each.
     void store(int layer, int pos, const float* k, const float* v);
