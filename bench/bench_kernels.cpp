@@ -112,6 +112,39 @@ void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m, 
                             static_cast<int64_t>(rows) * cols);
 }
 
+struct Int8Matrix {
+    AlignedBuffer<int8_t> data;
+    std::vector<float> row_scale;
+    Int8Matrix(int rows, int cols)
+        : data(static_cast<size_t>(rows) * cols, false), row_scale(rows) {
+        XorShift rng;
+        for (size_t i = 0; i < data.size(); ++i)
+            data[i] = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
+        for (float& s : row_scale) s = 0.001f + rng.uniform() * 1e-3f;
+    }
+};
+
+// The compact int8 head (I8R) on int8 activations, as generation and batches run it.
+void bench_lm_head_i8(benchmark::State& state, Isa isa, int rows, int cols, int m) {
+    const KernelTable& k = kernels(isa);
+    const Int8Matrix& w = cached<Int8Matrix>(rows, cols);
+    std::vector<int8_t> xq(static_cast<size_t>(m) * cols);
+    std::vector<float> x_scale(m), y(static_cast<size_t>(m) * rows);
+    XorShift rng;
+    for (int8_t& v : xq) v = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
+    for (float& s : x_scale) s = 0.01f + rng.uniform() * 1e-2f;
+    for (auto _ : state) {
+        k.int8_gemm_i8r(w.data.data(), w.row_scale.data(), cols, 0, rows, xq.data(), x_scale.data(),
+                        m, cols, y.data(), rows);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(w.data.bytes()));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(rows) *
+                            cols * m);
+}
+
 struct Bf16Matrix {
     AlignedBuffer<uint16_t> data;
     Bf16Matrix(int rows, int cols) : data(static_cast<size_t>(rows) * cols, false) {
@@ -294,6 +327,12 @@ void register_all() {
                                           std::to_string(rows) + "x2560/M=" + std::to_string(m))
                                              .c_str(),
                                          bench_lm_head, isa, rows, 2560, m)
+                ->Unit(benchmark::kMicrosecond);
+            if (isa == Isa::Scalar) continue;
+            benchmark::RegisterBenchmark(("int8_gemm_i8r/" + level + "/lm_head_" +
+                                          std::to_string(rows) + "x2560/M=" + std::to_string(m))
+                                             .c_str(),
+                                         bench_lm_head_i8, isa, rows, 2560, m)
                 ->Unit(benchmark::kMicrosecond);
         }
         for (const auto& [hd, keys] :

@@ -42,7 +42,8 @@ struct EngineOptions {
     int max_batch_size = 16;       // sequences in one forward pass
     size_t memory_pool_bytes = 0;  // activation pool limit; 0: grows as needed
     CpuKernelLevel kernel_level = CpuKernelLevel::Auto;
-    KVCacheType kv_cache_type = KVCacheType::F32;  // F32 is the exact mode
+    KVCacheType kv_cache_type = KVCacheType::F32;     // F32 is the exact mode
+    WeightMemory weight_memory = WeightMemory::Auto;  // for the models load_model() loads
     // BitLinear by default computes the BitNet definition with exact int32 dot products. With
     // reference_numerics it accumulates dequantized activations in float32 the way PyTorch does,
     // so rounding-boundary cases of the int8 activation quantisation fall as in transformers

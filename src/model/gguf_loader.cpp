@@ -40,7 +40,8 @@ bool is_engine_file(const gguf::File& f) {
 
 class GgufLoader {
   public:
-    GgufLoader(const gguf::File& file, ModelInfo& info) : f_(file), info_(info) {}
+    GgufLoader(const gguf::File& file, ModelInfo& info, WeightMemory memory)
+        : f_(file), info_(info), memory_(memory) {}
 
     ModelConfig read_config();
     ModelWeights load(const ModelConfig& cfg);
@@ -58,6 +59,7 @@ class GgufLoader {
 
     const gguf::File& f_;
     ModelInfo& info_;
+    WeightMemory memory_;
     bool engine_file_ = false;
     std::mutex record_mutex_;  // bitlinear() runs on several threads
     bool llama_permuted_ = false;
@@ -223,8 +225,11 @@ DenseMatrix GgufLoader::dense(const std::string& name, int rows, int cols) {
                  "has type " + gguf::tensor_type_name(t.type) +
                      "; the embedding and output support F32, F16, BF16, Q8_0 and BITNET_I8R");
     }
-    m.bind(t.data, t.bytes);
-    record(t, std::string(dense_format_name(m.format)) + " (mapped)", t.bytes, t.bytes);
+    const uint8_t* bytes = place_file_weights(t.data, t.bytes, memory_, m.owned);
+    m.bind(bytes, t.bytes);
+    const bool mapped = bytes == t.data;
+    record(t, std::string(dense_format_name(m.format)) + (mapped ? " (mapped)" : " (huge pages)"),
+           t.bytes, mapped ? t.bytes : 0);
     return m;
 }
 
@@ -266,12 +271,15 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
         if (reinterpret_cast<uintptr_t>(t.data) % 64 != 0) {
             // The kernels load whole 64-byte blocks; a file written with a smaller alignment
             // is copied once rather than read misaligned.
-            w.packed = AlignedBuffer<uint8_t>(bytes, false);
+            w.packed = weight_buffer(bytes);
             std::memcpy(w.packed.data(), t.data, bytes);
             w.view.data = w.packed.data();
             record(t, std::string(layout_name) + " (copied to align)", bytes, 0);
         } else {
-            record(t, std::string(layout_name) + " (mapped)", bytes, bytes);
+            w.view.data = place_file_weights(t.data, bytes, memory_, w.packed);
+            const bool mapped = w.view.data == t.data;
+            record(t, std::string(layout_name) + (mapped ? " (mapped)" : " (huge pages)"), bytes,
+                   mapped ? bytes : 0);
         }
         return w;
     }
@@ -286,7 +294,7 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
     const std::vector<int8_t>& values = tw.values;
     // An all-zero matrix has no scale of its own; any positive one gives the same zeros.
     w.alpha = tw.alpha > 0.f ? tw.alpha : 1.f;
-    w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in), false);
+    w.packed = weight_buffer(cpu::ternary_packed_bytes(out, in));
     w.view = {w.packed.data(), out, in, cpu::round_up(in, cpu::kTernaryBlock)};
     const int head_dim = rope_heads > 0 ? out / rope_heads : 0;
     for (int r = 0; r < out; ++r) {
@@ -379,17 +387,18 @@ std::string describe_format(const gguf::File& f) {
 
 }  // namespace
 
-std::unique_ptr<Model::Impl> load_gguf_model(const std::string& path) {
+std::unique_ptr<Model::Impl> load_gguf_model(const std::string& path, WeightMemory memory) {
     const auto start = std::chrono::steady_clock::now();
     auto file = std::make_shared<gguf::File>(path);
     auto impl = std::make_unique<Model::Impl>();
-    GgufLoader loader(*file, impl->info);
+    GgufLoader loader(*file, impl->info, memory);
     impl->config = loader.read_config();
     impl->info.path = path;
     impl->info.config = impl->config;
     impl->info.file_bytes = file->file_size();
     impl->info.format = describe_format(*file);
     impl->weights = loader.load(impl->config);
+    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     impl->rope.build(impl->config.head_dim, impl->config.rope_theta);
     impl->file_owner = file;
     impl->info.load_seconds =

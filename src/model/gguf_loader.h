@@ -8,6 +8,7 @@
 
 namespace bitnet {
 
-std::unique_ptr<Model::Impl> load_gguf_model(const std::string& path);
+std::unique_ptr<Model::Impl> load_gguf_model(const std::string& path,
+                                             WeightMemory memory = WeightMemory::Auto);
 
 }  // namespace bitnet

@@ -24,8 +24,8 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 class HfLoader {
   public:
-    HfLoader(const HfCheckpoint& ckpt, ModelInfo& info)
-        : ckpt_(ckpt), cfg_(ckpt.config()), info_(info) {}
+    HfLoader(const HfCheckpoint& ckpt, ModelInfo& info, WeightMemory memory)
+        : ckpt_(ckpt), cfg_(ckpt.config()), info_(info), memory_(memory) {}
 
     ModelWeights load();
 
@@ -41,6 +41,7 @@ class HfLoader {
     const HfCheckpoint& ckpt_;
     const ModelConfig& cfg_;
     ModelInfo& info_;
+    WeightMemory memory_;
 };
 
 [[noreturn]] void wrong(const HfCheckpoint& ckpt, const StTensor& t, const std::string& why) {
@@ -115,11 +116,13 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
         const size_t elem = st_dtype_size(t.dtype);
         const std::string kind = t.dtype == StDType::BF16 ? "bf16" : "f32";
         if (reinterpret_cast<uintptr_t>(t.data) % elem == 0) {
-            m.data = t.data;
-            record(t, kind + " (mapped)", t.nbytes, t.nbytes);
+            m.data = place_file_weights(t.data, t.nbytes, memory_, m.owned);
+            const bool mapped = m.data == t.data;
+            record(t, kind + (mapped ? " (mapped)" : " (huge pages)"), t.nbytes,
+                   mapped ? t.nbytes : 0);
         } else {
             // safetensors does not promise alignment; kernels read whole elements.
-            m.owned = AlignedBuffer<uint8_t>(t.nbytes, false);
+            m.owned = weight_buffer(t.nbytes);
             std::memcpy(m.owned.data(), t.data, t.nbytes);
             m.data = m.owned.data();
             record(t, kind + " (copied to align)", t.nbytes);
@@ -127,10 +130,12 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
     } else if (t.dtype == StDType::F16) {
         m.format = DenseFormat::F16;
         if (reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
-            m.data = t.data;
-            record(t, "f16 (mapped)", t.nbytes, t.nbytes);
+            m.data = place_file_weights(t.data, t.nbytes, memory_, m.owned);
+            const bool mapped = m.data == t.data;
+            record(t, mapped ? "f16 (mapped)" : "f16 (huge pages)", t.nbytes,
+                   mapped ? t.nbytes : 0);
         } else {
-            m.owned = AlignedBuffer<uint8_t>(t.nbytes, false);
+            m.owned = weight_buffer(t.nbytes);
             std::memcpy(m.owned.data(), t.data, t.nbytes);
             m.data = m.owned.data();
             record(t, "f16 (copied to align)", t.nbytes);
@@ -148,7 +153,7 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
     // Allocated once the tensor's shape is known to match, so a lying config cannot make us
     // reserve memory the file does not back.
     auto allocate = [&] {
-        w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in), false);
+        w.packed = weight_buffer(cpu::ternary_packed_bytes(out, in));
         w.view = {w.packed.data(), out, in, cpu::round_up(in, cpu::kTernaryBlock)};
     };
     std::vector<int8_t> row;
@@ -253,7 +258,7 @@ ModelWeights HfLoader::load() {
 
 }  // namespace
 
-std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path) {
+std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path, WeightMemory memory) {
     const auto start = std::chrono::steady_clock::now();
     auto ckpt = std::make_shared<HfCheckpoint>(path);
     auto impl = std::make_unique<Model::Impl>();
@@ -266,8 +271,9 @@ std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path) {
                              ? "packed ternary"
                              : "master weights, ternarised at load") +
                         ")";
-    HfLoader loader(*ckpt, impl->info);
+    HfLoader loader(*ckpt, impl->info, memory);
     impl->weights = loader.load();
+    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     impl->rope.build(impl->config.head_dim, impl->config.rope_theta);
     impl->file_owner = ckpt;
     impl->info.load_seconds =

@@ -28,9 +28,9 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     // GGUF is recognised by its magic, whatever the file is called; anything else is a Hugging
     // Face checkpoint (directory, .safetensors or index).
     if (gguf::is_gguf_file(path)) {
-        return make_model(load_gguf_model(path));
+        return make_model(load_gguf_model(path, options.weight_memory));
     }
-    return make_model(load_hf_checkpoint(path));
+    return make_model(load_hf_checkpoint(path, options.weight_memory));
 }
 
 }  // namespace bitnet

@@ -20,6 +20,7 @@ struct Model::Impl {
 std::shared_ptr<const Model> make_model(std::unique_ptr<Model::Impl> impl);
 
 // Loads a Hugging Face checkpoint (directory, .safetensors or index) into kernel layout.
-std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path);
+std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path,
+                                                WeightMemory memory = WeightMemory::Auto);
 
 }  // namespace bitnet

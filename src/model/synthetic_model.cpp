@@ -99,7 +99,7 @@ BitLinearWeight SyntheticBuilder::bitlinear(const std::string& name, int out, in
                                             uint64_t matrix) {
     BitLinearWeight w;
     w.name = name;
-    w.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(out, in, layout_), false);
+    w.packed = weight_buffer(cpu::ternary_packed_bytes(out, in, layout_));
     w.view = cpu::make_ternary_view(w.packed.data(), out, in, layout_);
     // A third of the weights are zero, so a dot product of n unit-scale inputs has a standard
     // deviation of sqrt(2n/3); dividing by it keeps activations near unit scale layer after layer.
@@ -134,7 +134,7 @@ DenseMatrix SyntheticBuilder::embedding(const std::string& name, int rows, int c
     m.rows = rows;
     m.cols = cols;
     const size_t bytes = dense_format_bytes(m.format, rows, cols);
-    m.owned = AlignedBuffer<uint8_t>(bytes, false);
+    m.owned = weight_buffer(bytes);
     uint8_t* base = m.owned.data();
     const DenseFormat stored = m.format;
     pool_.parallel_for(rows, 256, [&](int64_t r0, int64_t r1) {
@@ -253,6 +253,7 @@ std::shared_ptr<const Model> make_synthetic_model(const SyntheticSpec& spec) {
     ThreadPool pool(spec.threads == 0 ? available_cores() : spec.threads);
     SyntheticBuilder builder(spec, impl->info, pool);
     impl->weights = builder.build(config);
+    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     impl->rope.build(config.head_dim, config.rope_theta);
     impl->info.load_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

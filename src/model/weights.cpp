@@ -1,7 +1,11 @@
 #include "model/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -11,6 +15,51 @@
 #include "kernels/cpu/ternary_pack.h"
 
 namespace bitnet {
+
+const char* weight_memory_name(WeightMemory memory) noexcept {
+    switch (memory) {
+        case WeightMemory::Auto:
+            return "auto";
+        case WeightMemory::Mapped:
+            return "mapped";
+        case WeightMemory::HugePages:
+            return "huge pages";
+    }
+    return "?";
+}
+
+Pages weight_pages(size_t bytes) noexcept {
+    return bytes >= kHugePageMinBytes && transparent_huge_pages_available() ? Pages::Huge
+                                                                            : Pages::Small;
+}
+
+const uint8_t* place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
+                                  AlignedBuffer<uint8_t>& owned) {
+    const bool copy = memory == WeightMemory::HugePages ||
+                      (memory == WeightMemory::Auto && weight_pages(bytes) == Pages::Huge);
+    if (!copy || bytes == 0) return src;
+    owned = AlignedBuffer<uint8_t>(bytes, false, Pages::Huge);
+    std::memcpy(owned.data(), src, bytes);
+    // The whole pages of the source: the mapping is read-only, so dropping them loses nothing
+    // (a later read, e.g. by `convert`, faults them in again from the page cache).
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<uintptr_t>(src) + bytes) / page * page;
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    return owned.data();
+}
+
+size_t huge_page_bytes(const ModelWeights& weights) noexcept {
+    auto huge = [](const AlignedBuffer<uint8_t>& b) {
+        return b.pages() == Pages::Huge ? b.bytes() : size_t{0};
+    };
+    size_t total = huge(weights.embedding.owned) + huge(weights.lm_head_own.owned);
+    for (const LayerWeights& l : weights.layers) {
+        for (const BitLinearWeight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+            total += huge(w->packed);
+    }
+    return total;
+}
 
 const char* dense_format_name(DenseFormat format) noexcept {
     switch (format) {
@@ -123,7 +172,7 @@ DenseMatrix convert_dense(const DenseMatrix& src, DenseFormat format) {
                         " columns to q8_0: rows must be a multiple of 32 values");
     }
     const size_t bytes = dense_format_bytes(format, m.rows, m.cols);
-    m.owned = AlignedBuffer<uint8_t>(bytes, true);
+    m.owned = weight_buffer(bytes, true);
     uint8_t* dst = m.owned.data();
     const size_t cols = static_cast<size_t>(m.cols);
     std::vector<float> row(cols);
@@ -182,7 +231,7 @@ BitLinearWeight repack_ternary(const BitLinearWeight& w, cpu::TernaryLayout layo
     out.alpha_inside = w.alpha_inside;
     out.input_norm = w.input_norm;
     const int rows = w.view.rows, cols = w.view.cols;
-    out.packed = AlignedBuffer<uint8_t>(cpu::ternary_packed_bytes(rows, cols, layout), false);
+    out.packed = weight_buffer(cpu::ternary_packed_bytes(rows, cols, layout));
     out.view = cpu::make_ternary_view(out.packed.data(), rows, cols, layout);
     std::vector<int8_t> row(static_cast<size_t>(cols));
     for (int r = 0; r < rows; ++r) {

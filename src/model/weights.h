@@ -1,6 +1,7 @@
 // The weights of a BitNet decoder as the CPU kernels use them: BitLinear matrices repacked
-// once at load into the kernel layout, norms as float32, and embedding / lm_head used straight
-// from the file mapping when their dtype allows.
+// once at load into the kernel layout (or used as an engine GGUF stores them), norms as
+// float32, and embedding / lm_head as the file stores them when their dtype allows; what is
+// used as stored stays in the file mapping or is copied into huge pages (WeightMemory).
 #pragma once
 
 #include <cstddef>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bitnet/model.h"
 #include "bitnet/tensor.h"
 #include "core/aligned_buffer.h"
 #include "kernels/cpu/kernels.h"
@@ -63,6 +65,19 @@ struct DenseMatrix {
 // per row, q = round(x / scale) in [-127, 127]).
 DenseMatrix convert_dense(const DenseMatrix& src, DenseFormat format);
 
+// Pages for a weight buffer the engine fills itself (repacked, converted or synthetic weights):
+// huge pages from kHugePageMinBytes on where the OS offers them (see huge_pages.h).
+Pages weight_pages(size_t bytes) noexcept;
+inline AlignedBuffer<uint8_t> weight_buffer(size_t bytes, bool zero = false) {
+    return AlignedBuffer<uint8_t>(bytes, zero, weight_pages(bytes));
+}
+
+// Where the kernels read `bytes` of a tensor they use as the file stores it: `src` itself (in the
+// file mapping), or, as `memory` asks, a copy in `owned` on huge pages; after a copy the
+// mapping's pages of src leave this process's resident set (the page cache keeps them).
+const uint8_t* place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
+                                  AlignedBuffer<uint8_t>& owned);
+
 // The same weights in `layout`, in an owned buffer (for conversion and synthetic models).
 BitLinearWeight repack_ternary(const BitLinearWeight& w, cpu::TernaryLayout layout);
 
@@ -82,6 +97,9 @@ struct ModelWeights {
     std::vector<LayerWeights> layers;
     const DenseMatrix& lm_head() const { return tied ? embedding : lm_head_own; }
 };
+
+// Bytes of the weights held in huge-page memory (ModelInfo::huge_page_bytes).
+size_t huge_page_bytes(const ModelWeights& weights) noexcept;
 
 // Rotary embedding frequencies; cos/sin are computed per token in the forward pass, which costs
 // far less than a layer and needs no table sized for the longest context.

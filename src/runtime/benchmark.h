@@ -34,8 +34,10 @@ struct Spread {
 
 struct BenchResult {
     // What ran.
-    std::string model;   // path or synthetic name
-    std::string format;  // ModelInfo::format
+    std::string model;           // path or synthetic name
+    std::string format;          // ModelInfo::format
+    size_t weight_bytes = 0;     // ModelInfo::engine_bytes
+    size_t huge_page_bytes = 0;  // ModelInfo::huge_page_bytes
     std::string kernel;
     std::string kv_cache;
     int threads = 0;

@@ -158,7 +158,8 @@ MemoryStats InferenceEngine::memory_stats() const {
 }
 
 std::shared_ptr<const Model> InferenceEngine::load_model(const std::string& path) const {
-    return impl_->options.model_cache->get(path, LoadOptions{impl_->options.device});
+    return impl_->options.model_cache->get(
+        path, LoadOptions{impl_->options.device, impl_->options.weight_memory});
 }
 
 ModelCache& InferenceEngine::model_cache() const noexcept {

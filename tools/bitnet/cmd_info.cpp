@@ -57,6 +57,7 @@ void run_info(const InfoArgs& a) {
             {"file_bytes", info.file_bytes},
             {"engine_bytes", info.engine_bytes},
             {"mapped_bytes", info.mapped_bytes},
+            {"huge_page_bytes", info.huge_page_bytes},
             {"load_seconds", info.load_seconds},
             {"device", device_name(engine.device())},
             {"kernel_level", engine.kernel_level()},
@@ -93,9 +94,11 @@ void run_info(const InfoArgs& a) {
         c.quantization_mode == QuantizationMode::Offline ? "packed" : "master (ternarised at load)",
         c.scale_convention == ScaleConvention::Multiply ? "=" : "= 1 /",
         c.bitlinear_input_norm ? ", input RMSNorm" : "");
-    std::printf("weights:        %zu ternary; file %s; engine holds %s (%s mapped from the file)\n",
-                info.ternary_weights, mib(info.file_bytes).c_str(), mib(info.engine_bytes).c_str(),
-                mib(info.mapped_bytes).c_str());
+    std::printf(
+        "weights:        %zu ternary; file %s; engine holds %s (%s mapped from the file, %s in "
+        "2 MiB pages)\n",
+        info.ternary_weights, mib(info.file_bytes).c_str(), mib(info.engine_bytes).c_str(),
+        mib(info.mapped_bytes).c_str(), mib(info.huge_page_bytes).c_str());
     std::printf("loaded in:      %.3f s\n", info.load_seconds);
     std::printf("runs on:        %s, kernels %s, %d threads\n", device_name(engine.device()),
                 engine.kernel_level().c_str(), engine.threads());

@@ -14,6 +14,7 @@ struct EngineFlags {
     std::string kernel = "auto";
     std::string kv_cache = "f32";
     std::string device = "auto";
+    std::string weight_memory = "auto";
     bool reference_numerics = false;
     void add_to(CLI::App& app);
     EngineOptions to_options() const;

@@ -17,6 +17,11 @@ void EngineFlags::add_to(CLI::App& app) {
                  "rounding (slower)");
     app.add_option("--device", device, "auto, cpu or cuda")
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    app.add_option("--weight-memory", weight_memory,
+                   "weights the file stores as the kernels read them: auto (copied into 2 MiB "
+                   "pages from 1 MiB on, where the OS offers them), mapped (read in place from "
+                   "the file mapping, shared page cache), huge (always copied)")
+        ->check(CLI::IsMember({"auto", "mapped", "huge"}));
 }
 
 EngineOptions EngineFlags::to_options() const {
@@ -43,6 +48,9 @@ EngineOptions EngineFlags::to_options() const {
                       : kv_cache == "bf16" ? KVCacheType::BF16
                                            : KVCacheType::F32;
     o.device = device == "cpu" ? Device::CPU : device == "cuda" ? Device::CUDA : Device::Auto;
+    o.weight_memory = weight_memory == "mapped" ? WeightMemory::Mapped
+                      : weight_memory == "huge" ? WeightMemory::HugePages
+                                                : WeightMemory::Auto;
     return o;
 }
 
