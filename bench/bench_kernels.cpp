@@ -112,6 +112,20 @@ void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m, 
                             static_cast<int64_t>(rows) * cols);
 }
 
+// Times run() (one head product into y); bytes are the head's, items its multiply-adds.
+template <typename Run>
+void run_head(benchmark::State& state, size_t weight_bytes, int64_t multiply_adds,
+              std::vector<float>& y, Run run) {
+    for (auto _ : state) {
+        run();
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                            static_cast<int64_t>(weight_bytes));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * multiply_adds);
+}
+
 struct Int8Matrix {
     AlignedBuffer<int8_t> data;
     std::vector<float> row_scale;
@@ -133,16 +147,10 @@ void bench_lm_head_i8(benchmark::State& state, Isa isa, int rows, int cols, int 
     XorShift rng;
     for (int8_t& v : xq) v = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
     for (float& s : x_scale) s = 0.01f + rng.uniform() * 1e-2f;
-    for (auto _ : state) {
+    run_head(state, w.data.bytes(), static_cast<int64_t>(rows) * cols * m, y, [&] {
         k.int8_gemm_i8r(w.data.data(), w.row_scale.data(), cols, 0, rows, xq.data(), x_scale.data(),
                         m, cols, y.data(), rows);
-        benchmark::DoNotOptimize(y.data());
-        benchmark::ClobberMemory();
-    }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
-                            static_cast<int64_t>(w.data.bytes()));
-    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(rows) *
-                            cols * m);
+    });
 }
 
 struct Bf16Matrix {
@@ -161,15 +169,9 @@ void bench_lm_head(benchmark::State& state, Isa isa, int rows, int cols, int m) 
     std::vector<float> x(static_cast<size_t>(m) * cols), y(static_cast<size_t>(m) * rows);
     XorShift rng;
     for (float& v : x) v = rng.uniform();
-    for (auto _ : state) {
+    run_head(state, w.data.bytes(), static_cast<int64_t>(rows) * cols * m, y, [&] {
         k.dense_gemm_bf16(w.data.data(), cols, 0, rows, x.data(), m, cols, y.data(), rows);
-        benchmark::DoNotOptimize(y.data());
-        benchmark::ClobberMemory();
-    }
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
-                            static_cast<int64_t>(w.data.bytes()));
-    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(rows) *
-                            cols * m);
+    });
 }
 
 void bench_quantize(benchmark::State& state, Isa isa, int n) {
