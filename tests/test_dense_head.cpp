@@ -255,12 +255,13 @@ void check_rows_alone_and_together(const cpu::KernelTable& k, const char* level)
             for (int rows : {3, 13, 70}) {
                 const uint32_t seed = 5u * cols + rows;
                 const DenseMatrix m = convert_dense(random_f32_matrix(rows, cols, seed), f);
-                const int n = 9, ldx = cols + 1, ldy = rows;
+                const int n = 17, ldx = cols + 1, ldy = rows;
                 const std::vector<float> x =
                     random_floats(static_cast<size_t>(n) * ldx, seed + 2, -2.f, 2.f);
                 for (int r_begin : {0, 1}) {
                     std::vector<float> together(static_cast<size_t>(n) * ldy, 0.f), alone(rows);
-                    for (int batch : {2, 3, 5, 9}) {
+                    // 8 and more: the two-row tiles of eight activation rows, and their tails.
+                    for (int batch : {2, 3, 5, 8, 9, 11, 16, 17}) {
                         head_gemm(k, m, r_begin, rows, x.data(), batch, ldx, together.data(), ldy);
                         for (int i = 0; i < batch; ++i) {
                             head_gemm(k, m, r_begin, rows, x.data() + static_cast<size_t>(i) * ldx,
