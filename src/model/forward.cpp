@@ -172,12 +172,13 @@ void run_gemms(const cpu::KernelTable& k, ThreadPool& pool, int64_t share_min_wo
 
 }  // namespace
 
-void ForwardPass::layer(const Batch& b, int index, float* h) {
+void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const int> keep) {
+    Batch b = all;  // narrowed to the kept tokens once their keys and values are stored
     const ModelConfig& c = m_.config;
     const LayerWeights& L = m_.weights.layers[static_cast<size_t>(index)];
     const int H = c.hidden_size, F = c.intermediate_size, hd = c.head_dim;
     const int QD = c.num_heads * hd, KD = c.num_kv_heads * hd;
-    const int M = b.M;
+    int M = b.M;
     const size_t t_h = static_cast<size_t>(H);
 
     // BitLinear inputs: normed rows quantized once and shared by the matrices that read them,
@@ -229,6 +230,27 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
                                                                     b.v + t * KD);
         }
     });
+    if (!keep.empty() && static_cast<int>(keep.size()) < M) {
+        // The rest of the layer reads only the kept tokens' queries and residual rows, moved to
+        // the front (keep ascends, so each row moves towards the front or stays).
+        const int kept = static_cast<int>(keep.size());
+        int* pos = arena_.allocate_array<int>(static_cast<size_t>(kept));
+        int* item_of = arena_.allocate_array<int>(static_cast<size_t>(kept));
+        for (int r = 0; r < kept; ++r) {
+            const int t = keep[static_cast<size_t>(r)];
+            pos[r] = b.pos[t];
+            item_of[r] = b.item_of[t];
+            if (t == r) continue;
+            std::memcpy(b.q + static_cast<size_t>(r) * QD, b.q + static_cast<size_t>(t) * QD,
+                        sizeof(float) * QD);
+            std::memcpy(h + r * t_h, h + t * t_h, sizeof(float) * H);
+        }
+        b.pos = pos;
+        b.item_of = item_of;
+        b.M = M = kept;
+        for (QuantizedRows* q : {&b.qx, &b.qattn, &b.qffn, &b.qextra})
+            q->rows = std::min(q->rows, kept);
+    }
     const int group = c.num_heads / c.num_kv_heads;
     const float scale = 1.f / std::sqrt(static_cast<float>(hd));
     // A unit is the query heads of one token that share a KV head, or a part of them: one
@@ -346,7 +368,8 @@ void ForwardPass::layer(const Batch& b, int index, float* h) {
     });
 }
 
-void ForwardPass::run_layers(std::span<ForwardItem> items, float* h, int first, int last) {
+void ForwardPass::run_layers(std::span<ForwardItem> items, float* h, int first, int last,
+                             std::span<const int> keep) {
     const ModelConfig& c = m_.config;
     Batch b;
     b.items = items;
@@ -390,7 +413,8 @@ void ForwardPass::run_layers(std::span<ForwardItem> items, float* h, int first, 
         b.norm_scratch = arena_.allocate_array<float>(Mz * widest);
         b.qextra = alloc_quantized(arena_, M, widest);
     }
-    for (int i = first; i < last; ++i) layer(b, i, h);
+    for (int i = first; i < last; ++i)
+        layer(b, i, h, i + 1 == last ? keep : std::span<const int>{});
 }
 
 void ForwardPass::lm_head(const float* normed, int R, float* logits) {
@@ -465,21 +489,11 @@ void ForwardPass::run(std::span<ForwardItem> items) {
     };
     bool any_hidden = false;
     for (const ForwardItem& it : items) any_hidden |= it.hidden != nullptr;
-    if (any_hidden) {
-        capture(0, h);
-        for (int i = 0; i < L; ++i) {
-            run_layers(items, h, i, i + 1);
-            if (i + 1 < L) capture(i + 1, h);
-        }
-    } else {
-        run_layers(items, h, 0, L);
-    }
 
-    // Final norm and lm_head, on the rows whose logits are wanted (all rows when capturing).
+    // The rows whose logits are wanted (all rows when capturing hidden states).
     int R = 0;
     for (const ForwardItem& it : items)
         R += any_hidden ? it.n_tokens : (it.all_logits ? it.n_tokens : 1);
-    float* normed = arena_.allocate_array<float>(static_cast<size_t>(R) * H);
     int* row_token = arena_.allocate_array<int>(static_cast<size_t>(R));
     {
         int r = 0, t = 0;
@@ -489,10 +503,26 @@ void ForwardPass::run(std::span<ForwardItem> items) {
             t += it.n_tokens;
         }
     }
+    // The last layer finishes those rows only, which leaves them at the front of h.
+    const bool pruned = R < M;
+    if (any_hidden) {
+        capture(0, h);
+        for (int i = 0; i < L; ++i) {
+            run_layers(items, h, i, i + 1);
+            if (i + 1 < L) capture(i + 1, h);
+        }
+    } else {
+        run_layers(items, h, 0, L,
+                   pruned ? std::span<const int>(row_token, static_cast<size_t>(R))
+                          : std::span<const int>{});
+    }
+
+    float* normed = arena_.allocate_array<float>(static_cast<size_t>(R) * H);
     pool_.parallel_for(R, 1, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            k_.rms_norm(h + static_cast<size_t>(row_token[r]) * t_h, m_.weights.final_norm.data(),
-                        H, c.rms_norm_eps, normed + r * t_h);
+            const size_t row = pruned ? static_cast<size_t>(r) : static_cast<size_t>(row_token[r]);
+            k_.rms_norm(h + row * t_h, m_.weights.final_norm.data(), H, c.rms_norm_eps,
+                        normed + r * t_h);
         }
     });
     if (any_hidden) capture(L, normed);

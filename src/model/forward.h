@@ -62,8 +62,12 @@ class ForwardPass {
 
     // Runs layers [first, last) on the residual stream h ([total new tokens][hidden], items in
     // order) without touching cache lengths: the building block of run(), exposed so tests can
-    // feed recorded hidden states into one layer (teacher forcing).
-    void run_layers(std::span<ForwardItem> items, float* h, int first, int last);
+    // feed recorded hidden states into one layer (teacher forcing). With `keep` (ascending
+    // token indices), the last layer stores every token's keys and values but finishes only
+    // the kept tokens, whose rows then lead h in that order: run() keeps the rows whose logits
+    // are wanted, as llama.cpp does, which spares a prompt's last layer all but one row.
+    void run_layers(std::span<ForwardItem> items, float* h, int first, int last,
+                    std::span<const int> keep = {});
 
     // logits [R][vocab] of the final-normed rows `normed` [R][hidden] (public so tests can
     // measure the head's precision alone, on recorded hidden states).
@@ -77,7 +81,7 @@ class ForwardPass {
   private:
     struct Batch;
     void validate(std::span<ForwardItem> items) const;
-    void layer(const Batch& b, int index, float* h);
+    void layer(const Batch& all, int index, float* h, std::span<const int> keep);
 
     const Model::Impl& m_;
     const cpu::KernelTable& k_;
