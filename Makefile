@@ -46,7 +46,7 @@ test-asan: deps
 # The tests that run threads against each other, under ThreadSanitizer (the model cache, the
 # thread pool, concurrent tokenizers, background generation streams, batches run a share of the
 # sequences a thread).
-TSAN_TESTS ?= ModelCache*:CoreThreadPool*:TokenizerThreads*:GenerationTest.Streaming*:GenerationTest.Cancelled*:ForwardBySequence*
+TSAN_TESTS ?= ModelCache*:CoreThreadPool*:TokenizerThreads*:GenerationTest.Streaming*:GenerationTest.Cancelled*:ForwardBySequence*:ForwardPruning*:HugePageAlloc*:WeightMemory*
 test-tsan: deps
 	cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
 		-DBITNET_TSAN=ON -DBITNET_BUILD_BENCH=OFF

@@ -59,7 +59,8 @@ Source open_source(const ConvertArgs& a) {
         if (!a.tokenizer.empty()) src.vocab = vocab_from(a.tokenizer, *src.model);
         return src;
     }
-    src.model = Model::load(a.input);
+    // Read once to be written out: copying the weights into huge pages would only cost.
+    src.model = Model::load(a.input, {.weight_memory = WeightMemory::Mapped});
     if (!a.tokenizer.empty()) {
         src.vocab = vocab_from(a.tokenizer, *src.model);
         if (gguf::is_gguf_file(a.input))
