@@ -225,11 +225,9 @@ DenseMatrix GgufLoader::dense(const std::string& name, int rows, int cols) {
                  "has type " + gguf::tensor_type_name(t.type) +
                      "; the embedding and output support F32, F16, BF16, Q8_0 and BITNET_I8R");
     }
-    const uint8_t* bytes = place_file_weights(t.data, t.bytes, memory_, m.owned);
-    m.bind(bytes, t.bytes);
-    const bool mapped = bytes == t.data;
-    record(t, std::string(dense_format_name(m.format)) + (mapped ? " (mapped)" : " (huge pages)"),
-           t.bytes, mapped ? t.bytes : 0);
+    const PlacedWeights placed = place_file_weights(t.data, t.bytes, memory_, m.owned);
+    m.bind(placed.data, t.bytes);
+    record(t, dense_format_name(m.format) + std::string(placed.how), t.bytes, placed.mapped_bytes);
     return m;
 }
 
@@ -276,10 +274,9 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
             w.view.data = w.packed.data();
             record(t, std::string(layout_name) + " (copied to align)", bytes, 0);
         } else {
-            w.view.data = place_file_weights(t.data, bytes, memory_, w.packed);
-            const bool mapped = w.view.data == t.data;
-            record(t, std::string(layout_name) + (mapped ? " (mapped)" : " (huge pages)"), bytes,
-                   mapped ? bytes : 0);
+            const PlacedWeights placed = place_file_weights(t.data, bytes, memory_, w.packed);
+            w.view.data = placed.data;
+            record(t, layout_name + std::string(placed.how), bytes, placed.mapped_bytes);
         }
         return w;
     }
@@ -398,7 +395,6 @@ std::unique_ptr<Model::Impl> load_gguf_model(const std::string& path, WeightMemo
     impl->info.file_bytes = file->file_size();
     impl->info.format = describe_format(*file);
     impl->weights = loader.load(impl->config);
-    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     impl->rope.build(impl->config.head_dim, impl->config.rope_theta);
     impl->file_owner = file;
     impl->info.load_seconds =

@@ -111,38 +111,24 @@ DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
     DenseMatrix m;
     m.rows = rows;
     m.cols = cols;
-    if (t.dtype == StDType::BF16 || t.dtype == StDType::F32) {
-        m.format = t.dtype == StDType::BF16 ? DenseFormat::BF16 : DenseFormat::F32;
-        const size_t elem = st_dtype_size(t.dtype);
-        const std::string kind = t.dtype == StDType::BF16 ? "bf16" : "f32";
-        if (reinterpret_cast<uintptr_t>(t.data) % elem == 0) {
-            m.data = place_file_weights(t.data, t.nbytes, memory_, m.owned);
-            const bool mapped = m.data == t.data;
-            record(t, kind + (mapped ? " (mapped)" : " (huge pages)"), t.nbytes,
-                   mapped ? t.nbytes : 0);
-        } else {
-            // safetensors does not promise alignment; kernels read whole elements.
-            m.owned = weight_buffer(t.nbytes);
-            std::memcpy(m.owned.data(), t.data, t.nbytes);
-            m.data = m.owned.data();
-            record(t, kind + " (copied to align)", t.nbytes);
-        }
-    } else if (t.dtype == StDType::F16) {
-        m.format = DenseFormat::F16;
-        if (reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
-            m.data = place_file_weights(t.data, t.nbytes, memory_, m.owned);
-            const bool mapped = m.data == t.data;
-            record(t, mapped ? "f16 (mapped)" : "f16 (huge pages)", t.nbytes,
-                   mapped ? t.nbytes : 0);
-        } else {
-            m.owned = weight_buffer(t.nbytes);
-            std::memcpy(m.owned.data(), t.data, t.nbytes);
-            m.data = m.owned.data();
-            record(t, "f16 (copied to align)", t.nbytes);
-        }
-    } else {
+    if (!is_float(t.dtype)) {
         wrong(ckpt_, t,
               "has dtype " + std::string(st_dtype_name(t.dtype)) + ", expected BF16, F16 or F32");
+    }
+    m.format = t.dtype == StDType::BF16  ? DenseFormat::BF16
+               : t.dtype == StDType::F16 ? DenseFormat::F16
+                                         : DenseFormat::F32;
+    const std::string kind = dense_format_name(m.format);
+    if (reinterpret_cast<uintptr_t>(t.data) % st_dtype_size(t.dtype) == 0) {
+        const PlacedWeights placed = place_file_weights(t.data, t.nbytes, memory_, m.owned);
+        m.data = placed.data;
+        record(t, kind + placed.how, t.nbytes, placed.mapped_bytes);
+    } else {
+        // safetensors does not promise alignment; kernels read whole elements.
+        m.owned = weight_buffer(t.nbytes);
+        std::memcpy(m.owned.data(), t.data, t.nbytes);
+        m.data = m.owned.data();
+        record(t, kind + " (copied to align)", t.nbytes);
     }
     return m;
 }
@@ -273,7 +259,6 @@ std::unique_ptr<Model::Impl> load_hf_checkpoint(const std::string& path, WeightM
                         ")";
     HfLoader loader(*ckpt, impl->info, memory);
     impl->weights = loader.load();
-    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     impl->rope.build(impl->config.head_dim, impl->config.rope_theta);
     impl->file_owner = ckpt;
     impl->info.load_seconds =

@@ -17,6 +17,8 @@ const ModelInfo& Model::info() const noexcept {
 }
 
 std::shared_ptr<const Model> make_model(std::unique_ptr<Model::Impl> impl) {
+    // Every loader and the synthetic builder come through here with their weights in place.
+    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 

@@ -253,7 +253,6 @@ std::shared_ptr<const Model> make_synthetic_model(const SyntheticSpec& spec) {
     ThreadPool pool(spec.threads == 0 ? available_cores() : spec.threads);
     SyntheticBuilder builder(spec, impl->info, pool);
     impl->weights = builder.build(config);
-    impl->info.huge_page_bytes = huge_page_bytes(impl->weights);
     impl->rope.build(config.head_dim, config.rope_theta);
     impl->info.load_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

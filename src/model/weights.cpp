@@ -33,11 +33,11 @@ Pages weight_pages(size_t bytes) noexcept {
                                                                             : Pages::Small;
 }
 
-const uint8_t* place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
-                                  AlignedBuffer<uint8_t>& owned) {
+PlacedWeights place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
+                                 AlignedBuffer<uint8_t>& owned) {
     const bool copy = memory == WeightMemory::HugePages ||
                       (memory == WeightMemory::Auto && weight_pages(bytes) == Pages::Huge);
-    if (!copy || bytes == 0) return src;
+    if (!copy || bytes == 0) return {src, bytes, " (mapped)"};
     owned = AlignedBuffer<uint8_t>(bytes, false, Pages::Huge);
     std::memcpy(owned.data(), src, bytes);
     // The whole pages of the source: the mapping is read-only, so dropping them loses nothing
@@ -46,7 +46,7 @@ const uint8_t* place_file_weights(const uint8_t* src, size_t bytes, WeightMemory
     const auto begin = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
     const auto end = (reinterpret_cast<uintptr_t>(src) + bytes) / page * page;
     if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    return owned.data();
+    return {owned.data(), 0, " (huge pages)"};
 }
 
 size_t huge_page_bytes(const ModelWeights& weights) noexcept {

@@ -72,11 +72,17 @@ inline AlignedBuffer<uint8_t> weight_buffer(size_t bytes, bool zero = false) {
     return AlignedBuffer<uint8_t>(bytes, zero, weight_pages(bytes));
 }
 
-// Where the kernels read `bytes` of a tensor they use as the file stores it: `src` itself (in the
-// file mapping), or, as `memory` asks, a copy in `owned` on huge pages; after a copy the
-// mapping's pages of src leave this process's resident set (the page cache keeps them).
-const uint8_t* place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
-                                  AlignedBuffer<uint8_t>& owned);
+// Where the kernels read a tensor they use as the file stores it.
+struct PlacedWeights {
+    const uint8_t* data;
+    size_t mapped_bytes;  // for ModelInfo::mapped_bytes: all of them, or 0 when copied
+    const char* how;      // for TensorInfo::engine_format: " (mapped)" or " (huge pages)"
+};
+// `bytes` at `src` stay in the file mapping or, as `memory` asks, are copied into `owned` on
+// huge pages; after a copy the mapping's pages of src leave this process's resident set (the
+// page cache keeps them).
+PlacedWeights place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
+                                 AlignedBuffer<uint8_t>& owned);
 
 // The same weights in `layout`, in an owned buffer (for conversion and synthetic models).
 BitLinearWeight repack_ternary(const BitLinearWeight& w, cpu::TernaryLayout layout);
