@@ -297,6 +297,8 @@ void register_all() {
                             {"o", 2560, 2560},
                             {"gate_up", 13824, 2560},
                             {"down", 2560, 6912},
+                            // 320 KiB: a GEMV's compute rate, with the weights in L2.
+                            {"l2", 512, 2560},
                             // 128 MiB of 2-bit weights, past every cache: GEMV at DRAM bandwidth,
                             // and a small batch's GEMM with weights from memory as in decoding.
                             {"dram", 204800, 2560}};
@@ -305,6 +307,7 @@ void register_all() {
         for (const Shape& s : shapes) {
             for (int m : {1, 8, 128}) {
                 if (std::string(s.name) == "dram" && (m > 8 || isa == Isa::Scalar)) continue;
+                if (std::string(s.name) == "l2" && m > 1) continue;
                 // The scalar reference would take seconds per prefill call; its GEMV is the
                 // baseline.
                 if (isa == Isa::Scalar && m > 1) continue;

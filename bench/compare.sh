@@ -92,7 +92,8 @@ peer_rates() {
             /avg_ts/   { if (np == p && ng == 0) print "pp", $2; else if (np == 0 && ng == n) print "tg", $2 }'
 }
 
-ours_keys=(prompt_tok_s gen_tok_s ttft_ms p50 p99 peak_rss_mb achieved_gb_s bandwidth_gb_s bandwidth_pct)
+ours_keys=(prompt_tok_s gen_tok_s ttft_ms p50 p99 peak_rss_mb achieved_gb_s bandwidth_gb_s bandwidth_pct
+    interleaved_pct)
 for ((run = 1; run <= repeat; run++)); do
     echo "run $run/$repeat: ours" >&2
     # shellcheck disable=SC2086  # the extra arguments are meant to split into words
@@ -104,6 +105,8 @@ for ((run = 1; run <= repeat; run++)); do
     line=$(tail -n 1 "$work/ours.out")
     for key in "${ours_keys[@]}"; do
         value=$(json_number "$key" "$line")
+        # Measured only with the ceiling (not under --bandwidth-mib 0).
+        [ -n "$value" ] || [ "$key" != interleaved_pct ] || value=0
         [ -n "$value" ] || die "our bench printed no '$key' on its last line: $line"
         echo "$value" >>"$work/ours.$key"
     done
@@ -164,6 +167,7 @@ row_for "peak RSS, MB" peak_rss_mb ""
 row_for "achieved read GB/s" achieved_gb_s ""
 row_for "read bandwidth ceiling, GB/s" bandwidth_gb_s ""
 row_for "% of the ceiling" bandwidth_pct ""
+row_for "% of reads between blocks" interleaved_pct ""
 if [ -n "$peer" ]; then
     echo
     echo "Our generation decodes after the $prompt-token prompt; llama-bench's tg$gen starts from an empty cache."

@@ -267,9 +267,10 @@ double number(const nlohmann::json& j, const char* key) {
 void expect_sane(const std::string& line, const Model& model, const BenchOptions& o) {
     ASSERT_EQ(line.find('\n'), std::string::npos);
     const nlohmann::json j = nlohmann::json::parse(line);
-    for (const char* key : {"prompt_tok_s", "gen_tok_s", "ttft_ms", "peak_rss_mb", "achieved_gb_s",
-                            "bandwidth_gb_s", "bandwidth_pct", "batch_tok_s", "batch_ratio",
-                            "batch_step_ms_p50", "api_step_ms", "bare_step_ms", "model_mb"}) {
+    for (const char* key :
+         {"prompt_tok_s", "gen_tok_s", "ttft_ms", "peak_rss_mb", "achieved_gb_s", "bandwidth_gb_s",
+          "bandwidth_pct", "batch_tok_s", "batch_ratio", "batch_step_ms_p50", "api_step_ms",
+          "bare_step_ms", "model_mb", "interleaved_pct", "interleaved_read_gb_s"}) {
         EXPECT_GT(number(j, key), 0) << key;
     }
     for (const char* base : {"prompt_tok_s", "gen_tok_s", "ttft_ms", "batch_tok_s"}) {
@@ -299,6 +300,7 @@ void expect_sane(const std::string& line, const Model& model, const BenchOptions
     EXPECT_NEAR(number(j, "batch_ratio"), number(j, "batch_tok_s") / number(j, "gen_tok_s"),
                 number(j, "batch_ratio") * 0.002);
     EXPECT_GT(number(j, "bandwidth_end_gb_s"), 0);
+    EXPECT_EQ(number(j, "interleaved_blocks"), std::max(o.repeat, 5));
     EXPECT_EQ(number(j, "bandwidth_gb_s"),
               std::max(number(j, "bandwidth_start_gb_s"), number(j, "bandwidth_end_gb_s")));
     EXPECT_GE(number(j, "peak_rss_mb"), number(j, "model_mb"));
@@ -326,7 +328,7 @@ TEST(Benchmark, SyntheticModelGivesConsistentFigures) {
     const std::string table = bench_table(r);
     for (const char* row : {"prompt processing, 5 tokens", "generation, 7 tokens",
                             "time to first token", "p50 / p95 / p99", "3 sequences decoding",
-                            "peak RSS", "achieved read bandwidth", "public API"}) {
+                            "peak RSS", "achieved read bandwidth", "same seconds", "public API"}) {
         EXPECT_NE(table.find(row), std::string::npos) << row << "\n" << table;
     }
 }
@@ -389,6 +391,7 @@ TEST(Benchmark, SkippedPartsAreLeftOut) {
     EXPECT_FALSE(j.contains("spec_tok_s"));
     EXPECT_FALSE(j.contains("api_overhead_pct"));
     EXPECT_EQ(j["bandwidth_gb_s"], 0);
+    EXPECT_FALSE(j.contains("interleaved_pct"));
     EXPECT_GT(j["gen_tok_s"].get<double>(), 0);
 }
 
@@ -561,8 +564,8 @@ TEST_F(BenchCommand, CompareWithoutPeerPrintsOurFigures) {
                            "-n", "6", "--repeat", "2", "--ours-args", "--bandwidth-mib 8"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("peer: none"), std::string::npos) << r.out;
-    for (const char* row :
-         {"prompt tok/s (pp4)", "generation tok/s (tg6)", "peak RSS", "read bandwidth ceiling"}) {
+    for (const char* row : {"prompt tok/s (pp4)", "generation tok/s (tg6)", "peak RSS",
+                            "read bandwidth ceiling", "% of reads between blocks"}) {
         const size_t at = r.out.find(row);
         ASSERT_NE(at, std::string::npos) << row << "\n" << r.out;
         const std::string line = r.out.substr(at, r.out.find('\n', at) - at);

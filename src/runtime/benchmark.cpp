@@ -251,6 +251,10 @@ class Runner {
     // lookup (as many as TextGeneration's schedule allows) and verifying them in one pass.
     SpeculativeRun speculative(Session& s, int draft);
     double batch(std::vector<std::unique_ptr<Session>>& sessions, std::vector<double>& steps);
+    // `steps` greedy decode steps continuing the session (after a fresh prompt, untimed, where
+    // they would not fit); returns their seconds and sets *positions to the cached positions
+    // they attended over, summed.
+    double decode_block(Session& s, int steps, double* positions);
     // Decode steps through the bare forward pass and the public API, interleaved; appends each
     // step's seconds.
     void api_vs_bare(Session& s, KVCache& bare_cache, std::vector<double>& bare_steps,
@@ -351,6 +355,22 @@ double Runner::batch(std::vector<std::unique_ptr<Session>>& sessions, std::vecto
     return total;
 }
 
+double Runner::decode_block(Session& s, int steps, double* positions) {
+    if (s.position() == 0 || s.position() + steps > capacity_) {
+        s.reset();
+        engine_.forward(s, prompt_);
+    }
+    int32_t token = prompt_.back();
+    *positions = 0;
+    const auto a = Clock::now();
+    for (int i = 0; i < steps; ++i) {
+        *positions += s.position() + 1;
+        const Tensor logits = engine_.forward(s, std::span<const int32_t>(&token, 1));
+        token = argmax(logits.data_as<float>(), vocab_);
+    }
+    return seconds(a, Clock::now());
+}
+
 void Runner::api_vs_bare(Session& s, KVCache& bare_cache, std::vector<double>& bare_steps,
                          std::vector<double>& api_steps) {
     InferenceEngine::Impl& e = engine_.impl();
@@ -431,33 +451,46 @@ size_t weight_bytes_per_token(const Model& model) {
     return bytes;
 }
 
-double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-    const int threads = pool.size();
-    if (passes < 1) throw Error(ErrorCode::InvalidArgument, "read bandwidth: passes must be >= 1");
+namespace {
+size_t slice_bytes(size_t bytes, int threads) {
     const size_t slice = bytes / static_cast<size_t>(threads) / 256 * 256;
     if (slice == 0)
         throw Error(ErrorCode::InvalidArgument,
                     "read bandwidth: a buffer of " + std::to_string(bytes) + " bytes is too small");
-    // On huge pages where the OS offers them, as the weights are: the ceiling is what the
-    // machine's memory delivers, not its TLB (see huge_pages.h).
-    AlignedBuffer<uint8_t> buffer(slice * static_cast<size_t>(threads), false, Pages::Huge);
+    return slice;
+}
+}  // namespace
+
+// On huge pages where the OS offers them, as the weights are: the ceiling is what the machine's
+// memory delivers, not its TLB (see huge_pages.h).
+ReadProbe::ReadProbe(ThreadPool& pool, size_t bytes)
+    : pool_(pool),
+      slice_(slice_bytes(bytes, pool.size())),
+      buffer_(slice_ * static_cast<size_t>(pool.size()), false, Pages::Huge) {
     // Each thread first touches its own slice, so pages sit near the thread that reads them.
-    pool.parallel_for(threads, 1, [&](int64_t b, int64_t e) {
+    pool_.parallel_for(pool_.size(), 1, [&](int64_t b, int64_t e) {
         for (int64_t t = b; t < e; ++t)
-            std::memset(buffer.data() + static_cast<size_t>(t) * slice, static_cast<int>(t + 1),
-                        slice);
+            std::memset(buffer_.data() + static_cast<size_t>(t) * slice_, static_cast<int>(t + 1),
+                        slice_);
     });
+}
+
+double ReadProbe::pass() {
     std::atomic<uint64_t> sink{0};  // a side effect, so the reads cannot be elided
+    const auto a = Clock::now();
+    pool_.parallel_for(pool_.size(), 1, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t)
+            sink += read_all(buffer_.data() + static_cast<size_t>(t) * slice_, slice_);
+    });
+    const double s = seconds(a, Clock::now());
+    return static_cast<double>(buffer_.bytes()) / s / 1e9;
+}
+
+double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+    if (passes < 1) throw Error(ErrorCode::InvalidArgument, "read bandwidth: passes must be >= 1");
+    ReadProbe probe(pool, bytes);
     double best = 0;
-    for (int p = 0; p < passes; ++p) {
-        const auto a = Clock::now();
-        pool.parallel_for(threads, 1, [&](int64_t b, int64_t e) {
-            for (int64_t t = b; t < e; ++t)
-                sink += read_all(buffer.data() + static_cast<size_t>(t) * slice, slice);
-        });
-        const double s = seconds(a, Clock::now());
-        best = std::max(best, static_cast<double>(buffer.bytes()) / s / 1e9);
-    }
+    for (int p = 0; p < passes; ++p) best = std::max(best, probe.pass());
     return best;
 }
 
@@ -483,6 +516,32 @@ bool reset_peak_rss() {
     const bool ok = ::write(fd, "5", 1) == 1;
     ::close(fd);
     return ok;
+}
+
+// Blocks of up to 32 decode steps between read passes (one more pass than blocks): a block
+// is set against the mean of the passes beside it, so both rates come from the same seconds.
+void interleave_with_reads(Runner& run, InferenceEngine& engine,
+                           const std::shared_ptr<const Model>& model, const BenchOptions& o,
+                           ThreadPool& pool, BenchResult& r) {
+    const int blocks = std::max(o.repeat, 5);
+    const int steps = std::min(o.gen_tokens, 32);
+    const ModelConfig& c = model->config();
+    const double kv_row = static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * c.head_dim *
+                          kv_element_bytes(engine.options().kv_cache_type);
+    auto session = engine.create_session(model, run.capacity());
+    ReadProbe probe(pool, o.bandwidth_bytes);
+    double positions = 0;
+    run.decode_block(*session, steps, &positions);  // warm-up: the weights' first touch
+    std::vector<double> reads{probe.pass()}, ratios;
+    for (int b = 0; b < blocks; ++b) {
+        const double s = run.decode_block(*session, steps, &positions);
+        reads.push_back(probe.pass());
+        const double bytes = static_cast<double>(r.bytes_per_token) * steps + kv_row * positions;
+        ratios.push_back(bytes / s / 1e9 / ((reads[b] + reads[b + 1]) / 2));
+    }
+    r.interleaved_pct = spread_of(ratios).median * 100;
+    r.interleaved_read_gb_s = spread_of(reads).median;
+    r.interleaved_blocks = blocks;
 }
 
 BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const Model>& model,
@@ -614,6 +673,7 @@ BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const M
         r.bandwidth_end_gb_s = measure_read_bandwidth(pool, o.bandwidth_bytes, o.bandwidth_passes);
         r.bandwidth_gb_s = std::max(r.bandwidth_start_gb_s, r.bandwidth_end_gb_s);
         r.bandwidth_pct = r.achieved_gb_s / r.bandwidth_gb_s * 100;
+        interleave_with_reads(run, engine, model, o, pool, r);
     }
     return r;
 }
@@ -676,6 +736,11 @@ std::string bench_json(const BenchResult& r) {
     j["bandwidth_start_gb_s"] = round_sig(r.bandwidth_start_gb_s);
     j["bandwidth_end_gb_s"] = round_sig(r.bandwidth_end_gb_s);
     j["bandwidth_pct"] = round_sig(r.bandwidth_pct);
+    if (r.interleaved_blocks > 0) {
+        j["interleaved_pct"] = round_sig(r.interleaved_pct);
+        j["interleaved_read_gb_s"] = round_sig(r.interleaved_read_gb_s);
+        j["interleaved_blocks"] = r.interleaved_blocks;
+    }
     j["fits_in_cache"] = r.fits_in_cache;
     if (o.api_overhead) {
         j["api_step_ms"] = round_sig(r.api_step_ms);
@@ -747,6 +812,10 @@ std::string bench_table(const BenchResult& r) {
                  (r.fits_in_cache ? " (from cache: the model fits in the " +
                                         sig3(mb(r.cache_bytes)) + " MB last-level cache)"
                                   : ""));
+        line("  same seconds", sig3(r.interleaved_pct) + "%",
+             "of the read rate between decode blocks (" + std::to_string(r.interleaved_blocks) +
+                 " blocks, reads median " + sig3(r.interleaved_read_gb_s) + " GB/s)" +
+                 (r.fits_in_cache ? " (from cache)" : ""));
     } else {
         line("achieved read bandwidth", sig3(r.achieved_gb_s) + " GB/s", "(ceiling not measured)");
     }

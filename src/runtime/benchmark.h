@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bitnet/engine.h"
+#include "core/aligned_buffer.h"
 #include "core/thread_pool.h"
 
 namespace bitnet {
@@ -85,7 +86,14 @@ struct BenchResult {
     double achieved_gb_s = 0;   // (bytes_per_token + kv_bytes_per_token) * median gen tok/s
     double bandwidth_gb_s = 0;  // measured ceiling: the better of before and after; 0: skipped
     double bandwidth_start_gb_s = 0, bandwidth_end_gb_s = 0;
-    double bandwidth_pct = 0;    // achieved / ceiling * 100
+    double bandwidth_pct = 0;  // achieved / ceiling * 100
+    // Decode blocks and read passes interleaved (bandwidth measured): each block's read rate
+    // over the mean of the passes just before and after it, median over the blocks. On a
+    // shared host the bandwidth moves by a third within seconds, and the best pass of the
+    // ceiling may be a moment the decode runs never met; this pairs each block with its own.
+    double interleaved_pct = 0;
+    double interleaved_read_gb_s = 0;  // median of those read passes
+    int interleaved_blocks = 0;
     size_t cache_bytes = 0;      // last-level cache
     bool fits_in_cache = false;  // weights + KV smaller than it: reads come from cache, not DRAM
 
@@ -102,6 +110,19 @@ BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const M
 
 // Bytes of weights one decode step reads (see BenchResult::bytes_per_token).
 size_t weight_bytes_per_token(const Model& model);
+
+// A buffer on huge pages (as the weights are), each thread's slice first touched by that
+// thread; pass() streams all of it on the pool's threads and returns GB/s (1e9 bytes).
+class ReadProbe {
+  public:
+    ReadProbe(ThreadPool& pool, size_t bytes);
+    double pass();
+
+  private:
+    ThreadPool& pool_;
+    size_t slice_;
+    AlignedBuffer<uint8_t> buffer_;
+};
 
 // Best of `passes` multi-threaded streaming reads of a `bytes` buffer, in GB/s (1e9 bytes).
 double measure_read_bandwidth(int threads, size_t bytes, int passes);
