@@ -251,6 +251,24 @@ TEST_P(KernelTest, TernaryGemvEveryShortRowLength) {
     }
 }
 
+// Many activation rows over rows of at most eight 64-column steps take panels of sixteen matrix
+// rows a vector (AVX-512 VNNI): every step count, row counts around sixteen, batches on both
+// sides of each step count's threshold, and row ranges that start inside a group of sixteen.
+TEST_P(KernelTest, TernaryGemmShortRowPanels) {
+    for (TernaryLayout layout : kLayouts) {
+        for (int cols : {1, 64, 65, 128, 129, 200, 256, 300, 384, 448, 500, 512}) {
+            for (int rows : {1, 15, 16, 17, 40}) {
+                for (int batch : {5, 7, 8, 11, 12, 31, 32, 33, 70}) {
+                    const TernaryProblem p(rows, cols, batch, 4000u + 13u * cols + rows + batch,
+                                           layout);
+                    check_ternary(k(), p, 0, rows);
+                    if (rows > 17) check_ternary(k(), p, 3, rows - 2);
+                }
+            }
+        }
+    }
+}
+
 TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
     for (TernaryLayout layout : kLayouts) {
         for (int batch : {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,
