@@ -518,6 +518,8 @@ bool reset_peak_rss() {
     return ok;
 }
 
+namespace {
+
 // Blocks of up to 32 decode steps between read passes (one more pass than blocks): a block
 // is set against the mean of the passes beside it, so both rates come from the same seconds.
 void interleave_with_reads(Runner& run, InferenceEngine& engine,
@@ -543,6 +545,8 @@ void interleave_with_reads(Runner& run, InferenceEngine& engine,
     r.interleaved_read_gb_s = spread_of(reads).median;
     r.interleaved_blocks = blocks;
 }
+
+}  // namespace
 
 BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const Model>& model,
                           const BenchOptions& o) {
