@@ -260,7 +260,7 @@ void check_rows_alone_and_together(const cpu::KernelTable& k, const char* level)
                     random_floats(static_cast<size_t>(n) * ldx, seed + 2, -2.f, 2.f);
                 for (int r_begin : {0, 1}) {
                     std::vector<float> together(static_cast<size_t>(n) * ldy, 0.f), alone(rows);
-                    // 8 and more: the two-row tiles of eight activation rows, and their tails.
+                    // Past one 4 x 4 tile of activation rows, and its tails.
                     for (int batch : {2, 3, 5, 8, 9, 11, 16, 17}) {
                         head_gemm(k, m, r_begin, rows, x.data(), batch, ldx, together.data(), ldy);
                         for (int i = 0; i < batch; ++i) {

@@ -100,6 +100,12 @@ size_t kv_element_bytes(KVCacheType t) {
     return t == KVCacheType::F32 ? 4 : 2;
 }
 
+// Keys and values of one cached position over all layers, as the engine's cache stores them.
+double kv_bytes_per_position(const InferenceEngine& engine, const ModelConfig& c) {
+    return static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * c.head_dim *
+           kv_element_bytes(engine.options().kv_cache_type);
+}
+
 size_t bitlinear_bytes(const BitLinearWeight& w) {
     return w.packed.bytes() != 0 ? w.packed.bytes()
                                  : static_cast<size_t>(w.view.rows) * w.view.row_bytes();
@@ -527,9 +533,7 @@ void interleave_with_reads(Runner& run, InferenceEngine& engine,
                            ThreadPool& pool, BenchResult& r) {
     const int blocks = std::max(o.repeat, 5);
     const int steps = std::min(o.gen_tokens, 32);
-    const ModelConfig& c = model->config();
-    const double kv_row = static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * c.head_dim *
-                          kv_element_bytes(engine.options().kv_cache_type);
+    const double kv_row = kv_bytes_per_position(engine, model->config());
     auto session = engine.create_session(model, run.capacity());
     ReadProbe probe(pool, o.bandwidth_bytes);
     double positions = 0;
@@ -603,8 +607,7 @@ BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const M
     }
 
     // Decode step j attends over prompt + j + 1 positions of every layer's keys and values.
-    const double kv_row = static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * c.head_dim *
-                          kv_element_bytes(engine.options().kv_cache_type);
+    const double kv_row = kv_bytes_per_position(engine, c);
     r.kv_bytes_per_token = kv_row * (o.prompt_tokens + (o.gen_tokens + 1) / 2.0);
     r.achieved_gb_s =
         (static_cast<double>(r.bytes_per_token) + r.kv_bytes_per_token) * r.gen_tok_s.median / 1e9;
