@@ -37,15 +37,18 @@ struct XorShift {
     float uniform() { return static_cast<float>(next() >> 8) * (2.f / 16777216.f) - 1.f; }
 };
 
-// Random weights in the 2-bit layout; Trits5 when `trits5` (random canonical bytes).
+// Random weights in the 2-bit layout; Trits5 when `trits5` (random canonical bytes); 2-bit in
+// row tiles when `tiled` (as the engine holds matrices of 1 MiB and more).
 struct TernaryWeights {
     int rows, cols;
     TernaryLayout layout;
+    bool tiled;
     AlignedBuffer<uint8_t> data;
-    TernaryWeights(int r, int c, bool trits5 = false)
+    TernaryWeights(int r, int c, bool trits5 = false, bool tiled_ = false)
         : rows(r),
           cols(c),
           layout(trits5 ? TernaryLayout::Trits5 : TernaryLayout::Bits2),
+          tiled(tiled_ && !trits5),
           data(ternary_packed_bytes(r, c, layout)) {
         XorShift rng;
         for (size_t i = 0; i < data.size(); ++i) {
@@ -57,8 +60,17 @@ struct TernaryWeights {
             for (int j = 0; j < 4; ++j) b = static_cast<uint8_t>(b | ((rng.next() % 3) << (2 * j)));
             data[i] = b;
         }
+        if (tiled) {
+            AlignedBuffer<uint8_t> tiles(ternary_tiled_bytes(r, c));
+            tile_ternary_rows(make_ternary_view(data.data(), rows, cols, layout), tiles.data());
+            data = std::move(tiles);
+        }
     }
-    TernaryMatrixView view() const { return make_ternary_view(data.data(), rows, cols, layout); }
+    TernaryMatrixView view() const {
+        TernaryMatrixView v = make_ternary_view(data.data(), rows, cols, layout);
+        v.tiled = tiled;
+        return v;
+    }
 };
 
 struct Activations {
@@ -95,9 +107,10 @@ const T& cached(Args... args) {
     return *slot;
 }
 
-void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m, bool trits5) {
+void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m, bool trits5,
+                   bool tiled) {
     const KernelTable& k = kernels(isa);
-    const TernaryWeights& w = cached<TernaryWeights>(rows, cols, trits5);
+    const TernaryWeights& w = cached<TernaryWeights>(rows, cols, trits5, tiled);
     const Activations& x = cached<Activations>(m, cols);
     std::vector<float> y(static_cast<size_t>(m) * rows);
     const QuantizedActivations acts = x.view();
@@ -315,12 +328,18 @@ void register_all() {
                                          std::to_string(s.rows) + "x" + std::to_string(s.cols) +
                                          "/M=" + std::to_string(m);
                 benchmark::RegisterBenchmark(name.c_str(), bench_ternary, isa, s.rows, s.cols, m,
-                                             false)
+                                             false, false)
                     ->Unit(benchmark::kMicrosecond);
                 // The 1.6-bit layout ("ternary5_gemm": bytes are its 20% smaller weights).
                 const std::string name5 = "ternary5_gemm" + name.substr(name.find('/'));
                 benchmark::RegisterBenchmark(name5.c_str(), bench_ternary, isa, s.rows, s.cols, m,
-                                             true)
+                                             true, false)
+                    ->Unit(benchmark::kMicrosecond);
+                // 2-bit in row tiles, as the engine holds matrices of 1 MiB and more.
+                if (s.rows * static_cast<size_t>(s.cols) / 4 < (size_t{1} << 20)) continue;
+                const std::string tiled = "ternary_tiled_gemm" + name.substr(name.find('/'));
+                benchmark::RegisterBenchmark(tiled.c_str(), bench_ternary, isa, s.rows, s.cols, m,
+                                             false, true)
                     ->Unit(benchmark::kMicrosecond);
             }
         }

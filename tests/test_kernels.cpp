@@ -50,6 +50,14 @@ bool same_bits(float a, float b) {
 }
 
 // A packed ternary matrix with its plain values, and quantised activations for it.
+// A packed layout, and for Bits2 whether the rows are stored in row tiles (kernels.h).
+struct Storage {
+    TernaryLayout layout;
+    bool tiled = false;
+    Storage(TernaryLayout l, bool t = false) : layout(l), tiled(t) {}  // NOLINT: implicit
+    operator TernaryLayout() const { return layout; }                  // NOLINT: implicit
+};
+
 struct TernaryProblem {
     int rows, cols, cols_padded, batch, stride;
     std::vector<int8_t> values;  // [rows, cols]
@@ -59,15 +67,18 @@ struct TernaryProblem {
     std::vector<float> out_scale;
 
     TernaryLayout layout;
+    bool tiled;
+    std::vector<uint8_t> tiled_packed;  // the row tiles of `packed`, when tiled
 
     TernaryProblem(int rows_, int cols_, int batch_, uint32_t seed,
-                   TernaryLayout layout_ = TernaryLayout::Bits2)
+                   Storage storage = TernaryLayout::Bits2)
         : rows(rows_),
           cols(cols_),
-          cols_padded(round_up(cols_, ternary_block(layout_))),
+          cols_padded(round_up(cols_, ternary_block(storage.layout))),
           batch(batch_),
           stride(ternary_activation_stride(cols_) + 32),
-          layout(layout_) {
+          layout(storage.layout),
+          tiled(storage.tiled) {
         values = random_ternary(static_cast<size_t>(rows) * cols, seed);
         repack();
         // Bytes between cols_padded and stride are not part of any row: make them loud.
@@ -86,7 +97,7 @@ struct TernaryProblem {
     // Packs `values` again (after a test changed them).
     void repack() {
         packed.assign(ternary_packed_bytes(rows, cols, layout), 0);
-        const TernaryMatrixView v = view();
+        const TernaryMatrixView v = row_major_view();
         for (int r = 0; r < rows; ++r) {
             uint8_t* out = packed.data() + static_cast<size_t>(r) * v.row_bytes();
             if (layout == TernaryLayout::Bits2) {
@@ -95,8 +106,26 @@ struct TernaryProblem {
                 pack_ternary5_row(values.data() + static_cast<size_t>(r) * cols, cols, out);
             }
         }
+        if (tiled) {
+            // Loud bytes first: tiling must write every byte of the tiles, padding rows included.
+            tiled_packed.assign(ternary_tiled_bytes(rows, cols), uint8_t{0xff});
+            tile_ternary_rows(v, tiled_packed.data());
+        }
     }
-    TernaryMatrixView view() const { return make_ternary_view(packed.data(), rows, cols, layout); }
+    TernaryMatrixView row_major_view() const {
+        return make_ternary_view(packed.data(), rows, cols, layout);
+    }
+    // The matrix as the kernels under test read it: in row tiles when tiled.
+    TernaryMatrixView view() const {
+        if (!tiled) return row_major_view();
+        TernaryMatrixView v = row_major_view();
+        v.data = tiled_packed.data();
+        v.tiled = true;
+        return v;
+    }
+    std::string name() const {
+        return std::string(layout_name(layout)) + (tiled ? " (row tiles)" : "");
+    }
     QuantizedActivations acts() const {
         return {q.data(), row_sum.data(), out_scale.data(), batch, stride};
     }
@@ -104,10 +133,11 @@ struct TernaryProblem {
 
 // ---- the scalar reference against plain arithmetic --------------------------------------------
 
-const TernaryLayout kLayouts[] = {TernaryLayout::Bits2, TernaryLayout::Trits5};
+const Storage kLayouts[] = {
+    TernaryLayout::Bits2, {TernaryLayout::Bits2, true}, TernaryLayout::Trits5};
 
 TEST(KernelScalarTest, PackRoundTrip) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int cols : kCols) {
             const TernaryProblem p(5, cols, 1, 11u + cols, layout);
             const TernaryMatrixView w = p.view();
@@ -116,10 +146,9 @@ TEST(KernelScalarTest, PackRoundTrip) {
             for (int r = 0; r < p.rows; ++r) {
                 for (int k = 0; k < cols; ++k)
                     ASSERT_EQ(ternary_at(w, r, k), p.values[static_cast<size_t>(r) * cols + k])
-                        << layout_name(layout) << " cols=" << cols << " r=" << r << " k=" << k;
+                        << p.name() << " cols=" << cols << " r=" << r << " k=" << k;
                 for (int k = cols; k < w.cols_padded; ++k)
-                    ASSERT_EQ(ternary_at(w, r, k), 0)
-                        << layout_name(layout) << " padding, cols=" << cols;
+                    ASSERT_EQ(ternary_at(w, r, k), 0) << p.name() << " padding, cols=" << cols;
             }
             EXPECT_FALSE(find_invalid_ternary_code(w).has_value());
         }
@@ -152,13 +181,17 @@ TEST(KernelScalarTest, InvalidCodesAreFound) {
     TernaryProblem p(3, 700, 1, 5u, TernaryLayout::Bits2);
     p.packed[p.view().row_bytes() * 2 + 70] |= 0x30;  // bit pair 2 of a byte in block 1 -> 0b11
     EXPECT_EQ(find_invalid_ternary_code(p.view()), std::make_optional(std::pair<int, int>(2, 1)));
+    // In row tiles, the same byte reports the same row and block.
+    TernaryProblem t(3, 700, 1, 5u, {TernaryLayout::Bits2, true});
+    const_cast<uint8_t*>(t.view().block(2, 1))[70 - 64] |= 0x30;
+    EXPECT_EQ(find_invalid_ternary_code(t.view()), std::make_optional(std::pair<int, int>(2, 1)));
     TernaryProblem q(3, 700, 1, 5u, TernaryLayout::Trits5);
     q.packed[q.view().row_bytes() + 130] = 1;  // no n gives ceil(n * 256 / 243) = 1
     EXPECT_EQ(find_invalid_ternary_code(q.view()), std::make_optional(std::pair<int, int>(1, 2)));
 }
 
 TEST(KernelScalarTest, TernaryGemmMatchesNaiveProduct) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int cols : kCols) {
             const TernaryProblem p(7, cols, 3, 100u + cols, layout);
             std::vector<float> y(static_cast<size_t>(p.batch) * p.rows);
@@ -171,7 +204,7 @@ TEST(KernelScalarTest, TernaryGemmMatchesNaiveProduct) {
                                p.values[static_cast<size_t>(r) * cols + k];
                     EXPECT_TRUE(same_bits(y[static_cast<size_t>(m) * p.rows + r],
                                           static_cast<float>(dot) * p.out_scale[m]))
-                        << layout_name(layout) << " cols=" << cols << " m=" << m << " r=" << r;
+                        << p.name() << " cols=" << cols << " m=" << m << " r=" << r;
                 }
             }
         }
@@ -212,18 +245,18 @@ void check_ternary(const KernelTable& k, const TernaryProblem& p, int r_begin, i
     const int ldy = p.rows + 3;
     std::vector<float> y_ref(static_cast<size_t>(p.batch) * ldy, -7.f);
     std::vector<float> y(y_ref.size(), -7.f);
-    scalar_kernels().ternary_gemm(p.view(), r_begin, r_end, p.acts(), y_ref.data(), ldy);
+    scalar_kernels().ternary_gemm(p.row_major_view(), r_begin, r_end, p.acts(), y_ref.data(), ldy);
     k.ternary_gemm(p.view(), r_begin, r_end, p.acts(), y.data(), ldy);
     for (size_t i = 0; i < y.size(); ++i) {
         ASSERT_TRUE(same_bits(y[i], y_ref[i]))
-            << layout_name(p.layout) << " rows=" << p.rows << " cols=" << p.cols
-            << " batch=" << p.batch << " range=[" << r_begin << "," << r_end << ") m=" << i / ldy
-            << " r=" << i % ldy << ": " << y[i] << " vs " << y_ref[i];
+            << p.name() << " rows=" << p.rows << " cols=" << p.cols << " batch=" << p.batch
+            << " range=[" << r_begin << "," << r_end << ") m=" << i / ldy << " r=" << i % ldy
+            << ": " << y[i] << " vs " << y_ref[i];
     }
 }
 
 TEST_P(KernelTest, TernaryGemmShapes) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int cols : kCols) {
             for (int rows : {1, 2, 7, 8, 24, 33}) {
                 for (int batch : {1, 2, 3, 5, 8, 17, 40}) {
@@ -240,7 +273,7 @@ TEST_P(KernelTest, TernaryGemmShapes) {
 // 64-column steps, rounding a row's count up into its zero padding: every count (1-8 in Bits2,
 // 1-10 in Trits5), with 16-row groups, 8-row groups and single rows after them.
 TEST_P(KernelTest, TernaryGemvEveryShortRowLength) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int cols : {40, 100, 170, 230, 300, 350, 420, 470, 550, 600, 640}) {
             for (int rows : {1, 17, 41}) {
                 const TernaryProblem p(rows, cols, 1, 300u + 3u * cols + rows, layout);
@@ -255,7 +288,7 @@ TEST_P(KernelTest, TernaryGemvEveryShortRowLength) {
 // rows a vector (AVX-512 VNNI): every step count, row counts around sixteen, batches on both
 // sides of each step count's threshold, and row ranges that start inside a group of sixteen.
 TEST_P(KernelTest, TernaryGemmShortRowPanels) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int cols : {1, 64, 65, 128, 129, 200, 256, 300, 384, 448, 500, 512}) {
             for (int rows : {1, 15, 16, 17, 40}) {
                 for (int batch : {5, 7, 8, 11, 12, 31, 32, 33, 70}) {
@@ -270,7 +303,7 @@ TEST_P(KernelTest, TernaryGemmShortRowPanels) {
 }
 
 TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int batch : {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,
                           15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 79, 80, 96, 129}) {
             const TernaryProblem p(37, 767, batch, 500u + batch, layout);
@@ -282,7 +315,7 @@ TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
 // Matrices past 1 MiB take the paths that prefetch weights from memory (the GEMV and few-row
 // tiles, and the panels of many-row products); prefetching must not change a result.
 TEST_P(KernelTest, TernaryGemmLargeMatrices) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int batch : {1, 3, 13}) {
             const TernaryProblem p(1903, 2600, batch, 900u + batch, layout);
             check_ternary(k(), p, 5, p.rows);
@@ -291,7 +324,7 @@ TEST_P(KernelTest, TernaryGemmLargeMatrices) {
 }
 
 TEST_P(KernelTest, TernaryGemmRowRanges) {
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int batch : {1, 4, 6, 20}) {
             const TernaryProblem p(41, 500, batch, 77u + batch, layout);
             for (const auto& [b, e] :
@@ -328,7 +361,7 @@ TEST_P(KernelTest, Trits5EveryByteDecodesAsTheReference) {
 TEST_P(KernelTest, TernaryGemmExtremeActivations) {
     // Every activation -128 or 127 with weights all -1 or all +1: the largest magnitudes the
     // 16-bit partial sums of the maddubs path and the Trits5 accumulators can see.
-    for (TernaryLayout layout : kLayouts) {
+    for (const Storage layout : kLayouts) {
         for (int cols : {2560, 6912}) {
             TernaryProblem p(4, cols, 18, 9u, layout);
             for (int r = 0; r < 4; ++r) {

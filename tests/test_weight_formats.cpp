@@ -78,6 +78,27 @@ TEST_P(WeightFormatTest, Trits5LayersGiveBitIdenticalLogits) {
     for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "logit " << i;
 }
 
+TEST_P(WeightFormatTest, RowTiledLayersGiveBitIdenticalLogits) {
+    // The loaders tile matrices of 1 MiB and more (none in the tiny model); from 0 bytes, every
+    // owned 2-bit matrix is tiled, and prompt and decode steps must not change a bit.
+    const auto base = tiny_model();
+    auto tiled = tiny_model();
+    tile_streamed_weights(tiled->weights, 0);
+    for (const LayerWeights& L : tiled->weights.layers) {
+        for (const BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+            ASSERT_TRUE(w->view.tiled) << w->name;
+    }
+    const std::vector<float> want = all_logits(*base, GetParam(), false, 2, 0, 3);
+    const std::vector<float> got = all_logits(*tiled, GetParam(), false, 2, 0, 3);
+    ASSERT_EQ(want.size(), got.size());
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "logit " << i;
+    // Float-order numerics (transformers' rounding) read the tiles too.
+    const std::vector<float> want_ref = all_logits(*base, GetParam(), true, 2, 0, 1);
+    const std::vector<float> got_ref = all_logits(*tiled, GetParam(), true, 2, 0, 1);
+    for (size_t i = 0; i < want_ref.size(); ++i)
+        ASSERT_EQ(got_ref[i], want_ref[i]) << "reference-numerics logit " << i;
+}
+
 TEST_P(WeightFormatTest, HeadFormatsKeepTheLogitsWithinTheirPrecision) {
     // The head alone changes format: the embedding lookup stays as it was, so the difference is
     // the head's (through three layers, the tied embedding's rounding would be amplified).

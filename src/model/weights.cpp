@@ -61,6 +61,23 @@ size_t huge_page_bytes(const ModelWeights& weights) noexcept {
     return total;
 }
 
+std::vector<std::string> tile_streamed_weights(ModelWeights& weights, size_t min_bytes) {
+    std::vector<std::string> tiled_names;
+    for (LayerWeights& l : weights.layers) {
+        for (BitLinearWeight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+            const cpu::TernaryMatrixView& v = w->view;
+            const bool owned = w->packed.bytes() > 0 && v.data == w->packed.data();
+            if (v.layout != cpu::TernaryLayout::Bits2 || v.tiled || !owned || v.bytes() < min_bytes)
+                continue;
+            AlignedBuffer<uint8_t> tiled = weight_buffer(cpu::ternary_tiled_bytes(v.rows, v.cols));
+            w->view = cpu::tile_ternary_rows(v, tiled.data());
+            w->packed = std::move(tiled);
+            tiled_names.push_back(w->name);
+        }
+    }
+    return tiled_names;
+}
+
 const char* dense_format_name(DenseFormat format) noexcept {
     switch (format) {
         case DenseFormat::F32:

@@ -107,6 +107,16 @@ struct ModelWeights {
 // Bytes of the weights held in huge-page memory (ModelInfo::huge_page_bytes).
 size_t huge_page_bytes(const ModelWeights& weights) noexcept;
 
+// Bits2 matrices of at least this many bytes that the engine holds in its own memory are
+// stored in row tiles (see kernels.h): the GEMV streams them from DRAM, where a tile's rows in
+// one sequential stream read at a plain read's rate. Smaller ones stay in cache between tokens.
+inline constexpr size_t kTiledMinBytes = size_t{1} << 20;
+// Rearranges those matrices of `weights` into row tiles, one at a time (about one matrix of
+// extra memory while it runs). Mapped weights are left as the file stores them.
+// Returns the names of the matrices it tiled.
+std::vector<std::string> tile_streamed_weights(ModelWeights& weights,
+                                               size_t min_bytes = kTiledMinBytes);
+
 // Rotary embedding frequencies; cos/sin are computed per token in the forward pass, which costs
 // far less than a layer and needs no table sized for the longest context.
 struct RopeFrequencies {

@@ -27,7 +27,15 @@ inline constexpr int kIsaCount = 4;
 // m_0 = b and m_{i+1} = 3 m_i mod 256 (bytewise), c_i = floor(3 m_i / 256): the code is the
 // carry of a bytewise multiplication by 3, so 64 codes decode with byte additions and need no
 // table. Every byte decodes to codes in 0..2; the 243 values b(n) are the canonical ones.
+//
+// Row tiles (Bits2 only, TernaryMatrixView::tiled): the rows are grouped in tiles of
+// kTernaryTileRows, and a tile stores its rows' 64-byte blocks side by side, block by block:
+// row r's block b is at ((r / 8 * n_blocks + b) * 8 + r % 8) * 64, and the last tile is padded
+// with zero rows. The GEMV reads a tile's eight rows together, so this makes its reads one
+// sequential stream, which the hardware prefetchers follow at the machine's full read rate;
+// over row-major rows (eight streams a row apart) it reached 63-92% of a plain read.
 enum class TernaryLayout : uint8_t { Bits2 = 0, Trits5 = 1 };
+inline constexpr int kTernaryTileRows = 8;
 
 inline constexpr int kTernaryBlock = 256;  // Bits2
 inline constexpr int kTernaryBlockBytes = kTernaryBlock / 4;
@@ -55,8 +63,25 @@ struct TernaryMatrixView {
     int cols = 0;
     int cols_padded = 0;  // round_up(cols, ternary_block(layout))
     TernaryLayout layout = TernaryLayout::Bits2;
+    bool tiled = false;  // rows in tiles of kTernaryTileRows (Bits2 only, see above)
     size_t row_bytes() const {
         return static_cast<size_t>(cols_padded) / (layout == TernaryLayout::Bits2 ? 4 : 5);
+    }
+    int n_blocks() const { return static_cast<int>(row_bytes() / 64); }
+    // Row r's 64-byte block b. Rows r .. r + n of one tile (or any rows when not tiled) are
+    // row_step() apart, and a row's blocks block_step() apart.
+    const uint8_t* block(int r, int b) const {
+        if (!tiled)
+            return data + static_cast<size_t>(r) * row_bytes() + static_cast<size_t>(b) * 64;
+        const size_t tile = static_cast<size_t>(r / kTernaryTileRows);
+        return data + ((tile * n_blocks() + b) * kTernaryTileRows + r % kTernaryTileRows) * 64;
+    }
+    size_t row_step() const { return tiled ? 64 : row_bytes(); }
+    size_t block_step() const { return tiled ? 64 * kTernaryTileRows : 64; }
+    // Bytes the matrix occupies (tiles hold whole multiples of kTernaryTileRows rows).
+    size_t bytes() const {
+        const int stored = tiled ? round_up(rows, kTernaryTileRows) : rows;
+        return static_cast<size_t>(stored) * row_bytes();
     }
 };
 

@@ -112,8 +112,10 @@ inline void m_tail(int r, int m, int rem, Tile& tile) {
     }
 }
 
+// With align_rows (a tiled matrix, whose row tiles must each lie within one storage tile), rows
+// before the first multiple of RT go one at a time.
 template <int RT, int MT, typename Tile>
-void for_tiles(int r_begin, int r_end, int n_m, Tile& tile) {
+void for_tiles(int r_begin, int r_end, int n_m, Tile& tile, bool align_rows = false) {
     auto all_m = [&](auto rt, int r) {
         constexpr int R = decltype(rt)::value;
         int m = 0;
@@ -123,6 +125,9 @@ void for_tiles(int r_begin, int r_end, int n_m, Tile& tile) {
         }
     };
     int r = r_begin;
+    if (align_rows) {
+        for (; r % RT != 0 && r < r_end; ++r) all_m(Int<1>{}, r);
+    }
     for (; r + RT <= r_end; r += RT) all_m(Int<RT>{}, r);
     for (; r < r_end; ++r) all_m(Int<1>{}, r);
 }
@@ -208,7 +213,13 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     // Steps of the last block that hold real columns; the rest are padding (zero weights and
     // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
     const int tail_steps = (w.cols - (n_blocks - 1) * kTernaryBlock + 63) / 64;
-    const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
+    // The tile's rows lie in one row tile when the matrix is tiled (for_tiles' align_rows).
+    const uint8_t* wp = w.block(r, 0);
+    const size_t row_step = w.tiled ? 64 : row_bytes, block_step = w.tiled ? 512 : 64;
+    // Prefetches follow the rows' byte positions (a tiled matrix's row tiles are contiguous
+    // too, so consecutive tiles still fetch each byte once), at least a whole row tile ahead.
+    const int ahead_extra = w.tiled && 2 * RT < kTernaryTileRows ? kTernaryTileRows - 2 * RT : 0;
+    const uint8_t* linear = w.data + static_cast<size_t>(r + ahead_extra) * row_bytes;
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const __m256i mask3 = _mm256_set1_epi8(3);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -222,7 +233,7 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
             __m256i wv[RT];
             for (int i = 0; i < RT; ++i) {
                 wv[i] = _mm256_loadu_si256(
-                    reinterpret_cast<const __m256i*>(wp + i * row_bytes + b * 64 + h * 32));
+                    reinterpret_cast<const __m256i*>(wp + i * row_step + b * block_step + h * 32));
             }
             for (int s = 0; s < (b + 1 < n_blocks ? 4 : tail_steps); ++s) {
                 __m256i xv[MT];
@@ -244,7 +255,7 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
         for (int i = 0; i < RT * MT; ++i) {
             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
         }
-        if constexpr (kPrefetch) prefetch_tile_ahead<RT>(wp, row_bytes, b);
+        if constexpr (kPrefetch) prefetch_tile_ahead<RT>(linear, row_bytes, b);
     }
 
     int32_t dots[RT * MT];
@@ -341,9 +352,9 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
         return ternary_tile<R, C>(w, r, x, m, y, ldy);
     };
     if (x.rows == 1) {
-        for_tiles<kTernaryGemvRows, 1>(r_begin, r_end, 1, tile);
+        for_tiles<kTernaryGemvRows, 1>(r_begin, r_end, 1, tile, w.tiled);
     } else {
-        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile);
+        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile, w.tiled);
     }
 }
 

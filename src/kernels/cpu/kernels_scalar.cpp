@@ -39,17 +39,16 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     return scale;
 }
 
-// The code (weight + 1) at column k of a packed row, either layout (see kernels.h).
-inline int ternary_code(TernaryLayout layout, const uint8_t* row, int k) {
-    if (layout == TernaryLayout::Trits5) {
+// The code (weight + 1) at (r, k) of a packed matrix, either layout (see kernels.h).
+inline int ternary_code(const TernaryMatrixView& w, int r, int k) {
+    if (w.layout == TernaryLayout::Trits5) {
         const int within = k % kTernary5Block;
-        unsigned m = row[(k / kTernary5Block) * kTernary5BlockBytes + within % kTernary5BlockBytes];
+        unsigned m = w.block(r, k / kTernary5Block)[within % kTernary5BlockBytes];
         for (int i = 0; i < within / kTernary5BlockBytes; ++i) m = (m * 3) & 0xffu;
         return static_cast<int>((m * 3) >> 8);
     }
-    const int block = k / kTernaryBlock;
     const int within = k % kTernaryBlock;
-    const uint8_t byte = row[block * kTernaryBlockBytes + within % kTernaryBlockBytes];
+    const uint8_t byte = w.block(r, k / kTernaryBlock)[within % kTernaryBlockBytes];
     return (byte >> (2 * (within / kTernaryBlockBytes))) & 3;
 }
 
@@ -58,9 +57,8 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     for (int m = 0; m < x.rows; ++m) {
         const int8_t* xq = x.q + static_cast<size_t>(m) * x.stride;
         for (int r = r_begin; r < r_end; ++r) {
-            const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
             int32_t acc = 0;
-            for (int k = 0; k < w.cols; ++k) acc += xq[k] * (ternary_code(w.layout, row, k) - 1);
+            for (int k = 0; k < w.cols; ++k) acc += xq[k] * (ternary_code(w, r, k) - 1);
             y[static_cast<size_t>(m) * ldy + r] = static_cast<float>(acc) * x.out_scale[m];
         }
     }
@@ -223,9 +221,8 @@ void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end
     for (int r0 = r_begin; r0 < r_end; r0 += kGroup) {
         const int rows = std::min(kGroup, r_end - r0);
         for (int g = 0; g < rows; ++g) {
-            const uint8_t* row = w.data + static_cast<size_t>(r0 + g) * w.row_bytes();
             for (size_t k = 0; k < cols; ++k)
-                wv[g * cols + k] = weight_value[ternary_code(w.layout, row, static_cast<int>(k))];
+                wv[g * cols + k] = weight_value[ternary_code(w, r0 + g, static_cast<int>(k))];
         }
         for (int i = 0; i < m; ++i) {
             const float* xi = x.data() + i * cols;

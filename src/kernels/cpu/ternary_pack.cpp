@@ -75,31 +75,47 @@ void pack_ternary5_row(const int8_t* values, int cols, uint8_t* out_row) {
     }
 }
 
+TernaryMatrixView tile_ternary_rows(const TernaryMatrixView& w, uint8_t* out) {
+    TernaryMatrixView t = w;
+    t.data = out;
+    t.tiled = true;
+    const int stored = round_up(w.rows, kTernaryTileRows);
+    for (int r = 0; r < stored; ++r) {
+        for (int b = 0; b < w.n_blocks(); ++b) {
+            uint8_t* dst = const_cast<uint8_t*>(t.block(r, b));
+            if (r < w.rows) {
+                std::memcpy(dst, w.block(r, b), 64);
+            } else {
+                std::memset(dst, 0x55, 64);  // code 1: weight 0 (Bits2 padding)
+            }
+        }
+    }
+    return t;
+}
+
 int ternary_at(const TernaryMatrixView& w, int r, int k) {
-    const uint8_t* row = w.data + static_cast<size_t>(r) * w.row_bytes();
     if (w.layout == TernaryLayout::Trits5) {
         const int within = k % kTernary5Block;
-        const uint8_t byte =
-            row[(k / kTernary5Block) * kTernary5BlockBytes + within % kTernary5BlockBytes];
+        const uint8_t byte = w.block(r, k / kTernary5Block)[within % kTernary5BlockBytes];
         return trits5_code(byte, within / kTernary5BlockBytes) - 1;
     }
     const int within = k % kTernaryBlock;
-    const uint8_t byte =
-        row[(k / kTernaryBlock) * kTernaryBlockBytes + within % kTernaryBlockBytes];
+    const uint8_t byte = w.block(r, k / kTernaryBlock)[within % kTernaryBlockBytes];
     return ((byte >> (2 * (within / kTernaryBlockBytes))) & 3) - 1;
 }
 
 std::optional<std::pair<int, int>> find_invalid_ternary_code(const TernaryMatrixView& w) {
     static constexpr std::array<bool, 256> kCanonical = canonical_trits5_bytes();
-    const size_t row_bytes = w.row_bytes();
     for (int r = 0; r < w.rows; ++r) {
-        const uint8_t* row = w.data + static_cast<size_t>(r) * row_bytes;
-        for (size_t i = 0; i < row_bytes; ++i) {
-            const uint8_t b = row[i];
-            const bool bad = w.layout == TernaryLayout::Bits2
-                                 ? ((b & (b >> 1) & 0x55) != 0)  // some bit pair is 0b11
-                                 : !kCanonical[b];
-            if (bad) return std::pair<int, int>(r, static_cast<int>(i / 64));
+        for (int blk = 0; blk < w.n_blocks(); ++blk) {
+            const uint8_t* block = w.block(r, blk);
+            for (int i = 0; i < 64; ++i) {
+                const uint8_t b = block[i];
+                const bool bad = w.layout == TernaryLayout::Bits2
+                                     ? ((b & (b >> 1) & 0x55) != 0)  // some bit pair is 0b11
+                                     : !kCanonical[b];
+                if (bad) return std::pair<int, int>(r, blk);
+            }
         }
     }
     return std::nullopt;
