@@ -289,6 +289,43 @@ TEST_P(HeadKernelTest, EachRowIsTheSameAloneAndInABatch) {
     check_rows_alone_and_together(k(), cpu::isa_name(GetParam()));
 }
 
+// A single activation row over a range of 8 MiB and more (a head streamed from memory) reads the
+// rows one after another; each row must still be the bits of a batch's row, and near the scalar
+// reference. Ranges start and end off the groups of four.
+TEST_P(HeadKernelTest, LongRangesAloneAreTheSameAsInABatch) {
+    const int cols = 2560;
+    for (DenseFormat f :
+         {DenseFormat::F32, DenseFormat::BF16, DenseFormat::F16, DenseFormat::I8R}) {
+        const size_t elem = f == DenseFormat::F32 ? 4 : f == DenseFormat::I8R ? 1 : 2;
+        const int rows = static_cast<int>((size_t{9} << 20) / (cols * elem)) + 3;
+        const DenseMatrix m = convert_dense(random_f32_matrix(rows, cols, 31u), f);
+        const int n = 3, ldx = cols + 1;
+        const std::vector<float> x = random_floats(static_cast<size_t>(n) * ldx, 32u, -2.f, 2.f);
+        const int r_begin = 1, r_end = rows - 2;
+        std::vector<float> together(static_cast<size_t>(n) * rows, 0.f), alone(rows, 0.f),
+            reference(rows, 0.f);
+        head_gemm(k(), m, r_begin, r_end, x.data(), n, ldx, together.data(), rows);
+        std::vector<float> w(cols);
+        for (int i = 0; i < n; ++i) {
+            const float* xi = x.data() + static_cast<size_t>(i) * ldx;
+            head_gemm(k(), m, r_begin, r_end, xi, 1, ldx, alone.data(), rows);
+            head_gemm(cpu::scalar_kernels(), m, r_begin, r_end, xi, 1, ldx, reference.data(), rows);
+            for (int r = r_begin; r < r_end; ++r) {
+                const float t = together[static_cast<size_t>(i) * rows + r];
+                ASSERT_EQ(std::memcmp(&t, &alone[r], sizeof(float)), 0)
+                    << dense_format_name(f) << " i=" << i << " r=" << r << ": " << t << " vs "
+                    << alone[r];
+                if (r % 97 != 0) continue;  // the reference for a sample of the rows
+                m.row_to_f32(r, w.data());
+                double scale = 0;
+                for (int j = 0; j < cols; ++j) scale += std::fabs(xi[j] * w[j]);
+                ASSERT_NEAR(alone[r], reference[r], 1e-5 * scale)
+                    << dense_format_name(f) << " i=" << i << " r=" << r;
+            }
+        }
+    }
+}
+
 // The int8 I8R head against the scalar reference, bit for bit; rows [r_begin, r_end) only.
 void check_int8_head(const cpu::KernelTable& k, const std::vector<int8_t>& w,
                      const std::vector<float>& row_scale, int rows, int cols,
