@@ -60,11 +60,8 @@ struct TernaryWeights {
             for (int j = 0; j < 4; ++j) b = static_cast<uint8_t>(b | ((rng.next() % 3) << (2 * j)));
             data[i] = b;
         }
-        if (tiled) {
-            AlignedBuffer<uint8_t> tiles(ternary_tiled_bytes(r, c));
-            tile_ternary_rows(make_ternary_view(data.data(), rows, cols, layout), tiles.data());
-            data = std::move(tiles);
-        }
+        if (tiled)
+            tile_ternary_rows(make_ternary_view(data.data(), rows, cols, layout), data.data());
     }
     TernaryMatrixView view() const {
         TernaryMatrixView v = make_ternary_view(data.data(), rows, cols, layout);

@@ -107,8 +107,8 @@ struct TernaryProblem {
             }
         }
         if (tiled) {
-            // Loud bytes first: tiling must write every byte of the tiles, padding rows included.
-            tiled_packed.assign(ternary_tiled_bytes(rows, cols), uint8_t{0xff});
+            // Loud bytes first: tiling must write every byte.
+            tiled_packed.assign(ternary_packed_bytes(rows, cols), uint8_t{0xff});
             tile_ternary_rows(v, tiled_packed.data());
         }
     }

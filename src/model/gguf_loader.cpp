@@ -288,6 +288,7 @@ BitLinearWeight GgufLoader::bitlinear(const std::string& name, int out, int in, 
                  "F32/F16/BF16");
     }
     const gguf::TernaryWeights tw = gguf::decode_ternary(t, f_.path());
+    release_file_pages(t.data, t.bytes);  // decoded: the engine reads its own repacked copy
     const std::vector<int8_t>& values = tw.values;
     // An all-zero matrix has no scale of its own; any positive one gives the same zeros.
     w.alpha = tw.alpha > 0.f ? tw.alpha : 1.f;

@@ -174,6 +174,7 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
             cpu::pack_ternary_row(row.data(), in,
                                   w.packed.data() + static_cast<size_t>(r) * w.view.row_bytes());
         }
+        release_file_pages(p.data, p.nbytes);  // repacked: the engine reads its own copy
         record(p, "ternary2 (repacked)", w.packed.bytes());
         record(s, "f32 scalar", 0);
     } else {
@@ -202,6 +203,7 @@ BitLinearWeight HfLoader::bitlinear(const std::string& prefix, int out, int in) 
             cpu::pack_ternary_row(row.data(), in,
                                   w.packed.data() + static_cast<size_t>(r) * w.view.row_bytes());
         }
+        release_file_pages(m.data, m.nbytes);
         record(m, "ternary2 (ternarised)", w.packed.bytes());
     }
     info_.ternary_weights += static_cast<size_t>(out) * in;

@@ -40,13 +40,16 @@ PlacedWeights place_file_weights(const uint8_t* src, size_t bytes, WeightMemory 
     if (!copy || bytes == 0) return {src, bytes, " (mapped)"};
     owned = AlignedBuffer<uint8_t>(bytes, false, Pages::Huge);
     std::memcpy(owned.data(), src, bytes);
-    // The whole pages of the source: the mapping is read-only, so dropping them loses nothing
-    // (a later read, e.g. by `convert`, faults them in again from the page cache).
+    release_file_pages(src, bytes);
+    return {owned.data(), 0, " (huge pages)"};
+}
+
+void release_file_pages(const void* src, size_t bytes) noexcept {
+    // Whole pages only: the mapping is read-only, so dropping them loses nothing.
     const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     const auto begin = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
     const auto end = (reinterpret_cast<uintptr_t>(src) + bytes) / page * page;
     if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    return {owned.data(), 0, " (huge pages)"};
 }
 
 size_t huge_page_bytes(const ModelWeights& weights) noexcept {
@@ -67,11 +70,10 @@ std::vector<std::string> tile_streamed_weights(ModelWeights& weights, size_t min
         for (BitLinearWeight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
             const cpu::TernaryMatrixView& v = w->view;
             const bool owned = w->packed.bytes() > 0 && v.data == w->packed.data();
-            if (v.layout != cpu::TernaryLayout::Bits2 || v.tiled || !owned || v.bytes() < min_bytes)
+            if (v.layout != cpu::TernaryLayout::Bits2 || v.tiled || !owned ||
+                static_cast<size_t>(v.rows) * v.row_bytes() < min_bytes)
                 continue;
-            AlignedBuffer<uint8_t> tiled = weight_buffer(cpu::ternary_tiled_bytes(v.rows, v.cols));
-            w->view = cpu::tile_ternary_rows(v, tiled.data());
-            w->packed = std::move(tiled);
+            w->view = cpu::tile_ternary_rows(v, w->packed.data());  // in place
             tiled_names.push_back(w->name);
         }
     }

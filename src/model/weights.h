@@ -84,6 +84,11 @@ struct PlacedWeights {
 PlacedWeights place_file_weights(const uint8_t* src, size_t bytes, WeightMemory memory,
                                  AlignedBuffer<uint8_t>& owned);
 
+// Drops the whole pages of [src, src + bytes), a read-only file mapping, from this process's
+// resident set once the engine holds what it needs of them (copied, decoded or repacked); the
+// page cache keeps them, and a later read faults them in again.
+void release_file_pages(const void* src, size_t bytes) noexcept;
+
 // The same weights in `layout`, in an owned buffer (for conversion and synthetic models).
 BitLinearWeight repack_ternary(const BitLinearWeight& w, cpu::TernaryLayout layout);
 
@@ -111,8 +116,8 @@ size_t huge_page_bytes(const ModelWeights& weights) noexcept;
 // stored in row tiles (see kernels.h): the GEMV streams them from DRAM, where a tile's rows in
 // one sequential stream read at a plain read's rate. Smaller ones stay in cache between tokens.
 inline constexpr size_t kTiledMinBytes = size_t{1} << 20;
-// Rearranges those matrices of `weights` into row tiles, one at a time (about one matrix of
-// extra memory while it runs). Mapped weights are left as the file stores them.
+// Rearranges those matrices of `weights` into row tiles, in place. Mapped weights are left as
+// the file stores them.
 // Returns the names of the matrices it tiled.
 std::vector<std::string> tile_streamed_weights(ModelWeights& weights,
                                                size_t min_bytes = kTiledMinBytes);

@@ -30,10 +30,11 @@ inline constexpr int kIsaCount = 4;
 //
 // Row tiles (Bits2 only, TernaryMatrixView::tiled): the rows are grouped in tiles of
 // kTernaryTileRows, and a tile stores its rows' 64-byte blocks side by side, block by block:
-// row r's block b is at ((r / 8 * n_blocks + b) * 8 + r % 8) * 64, and the last tile is padded
-// with zero rows. The GEMV reads a tile's eight rows together, so this makes its reads one
-// sequential stream, which the hardware prefetchers follow at the machine's full read rate;
-// over row-major rows (eight streams a row apart) it reached 63-92% of a plain read.
+// row r's block b is at ((r / 8 * n_blocks + b) * 8 + r % 8) * 64. The rows % 8 rows after the
+// last whole tile stay row-major, so a tiled matrix takes the same bytes as a row-major one
+// (and is tiled in place). The GEMV reads a tile's eight rows together, so this makes its reads
+// one sequential stream, which the hardware prefetchers follow at the machine's full read
+// rate; over row-major rows (eight streams a row apart) it reached 63-92% of a plain read.
 enum class TernaryLayout : uint8_t { Bits2 = 0, Trits5 = 1 };
 inline constexpr int kTernaryTileRows = 8;
 
@@ -68,21 +69,18 @@ struct TernaryMatrixView {
         return static_cast<size_t>(cols_padded) / (layout == TernaryLayout::Bits2 ? 4 : 5);
     }
     int n_blocks() const { return static_cast<int>(row_bytes() / 64); }
-    // Row r's 64-byte block b. Rows r .. r + n of one tile (or any rows when not tiled) are
-    // row_step() apart, and a row's blocks block_step() apart.
+    // Rows [0, tiled_rows()) are in row tiles; the rest are row-major.
+    int tiled_rows() const { return tiled ? rows / kTernaryTileRows * kTernaryTileRows : 0; }
+    // Row r's 64-byte block b. Rows r .. r + n of one tile (or of the row-major rows) are
+    // row_step(r) apart, and a row's blocks block_step(r) apart.
     const uint8_t* block(int r, int b) const {
-        if (!tiled)
+        if (r >= tiled_rows())
             return data + static_cast<size_t>(r) * row_bytes() + static_cast<size_t>(b) * 64;
         const size_t tile = static_cast<size_t>(r / kTernaryTileRows);
         return data + ((tile * n_blocks() + b) * kTernaryTileRows + r % kTernaryTileRows) * 64;
     }
-    size_t row_step() const { return tiled ? 64 : row_bytes(); }
-    size_t block_step() const { return tiled ? 64 * kTernaryTileRows : 64; }
-    // Bytes the matrix occupies (tiles hold whole multiples of kTernaryTileRows rows).
-    size_t bytes() const {
-        const int stored = tiled ? round_up(rows, kTernaryTileRows) : rows;
-        return static_cast<size_t>(stored) * row_bytes();
-    }
+    size_t row_step(int r) const { return r < tiled_rows() ? 64 : row_bytes(); }
+    size_t block_step(int r) const { return r < tiled_rows() ? 64 * kTernaryTileRows : 64; }
 };
 
 // Per-token int8 activations: row m holds cols_padded int8 values (zero padded past cols).

@@ -213,9 +213,9 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     // Steps of the last block that hold real columns; the rest are padding (zero weights and
     // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
     const int tail_steps = (w.cols - (n_blocks - 1) * kTernaryBlock + 63) / 64;
-    // The tile's rows lie in one row tile when the matrix is tiled (for_tiles' align_rows).
+    // The tile's rows lie in one row tile, or all past the tiles (for_tiles' align_rows).
     const uint8_t* wp = w.block(r, 0);
-    const size_t row_step = w.tiled ? 64 : row_bytes, block_step = w.tiled ? 512 : 64;
+    const size_t row_step = w.row_step(r), block_step = w.block_step(r);
     // Prefetches follow the rows' byte positions (a tiled matrix's row tiles are contiguous
     // too, so consecutive tiles still fetch each byte once), at least a whole row tile ahead.
     const int ahead_extra = w.tiled && 2 * RT < kTernaryTileRows ? kTernaryTileRows - 2 * RT : 0;

@@ -301,9 +301,9 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     // Steps of the last block that hold real columns; the rest are padding (zero weights and
     // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
     const int tail_steps = (w.cols - (n_blocks - 1) * kTernaryBlock + 63) / 64;
-    // The tile's rows lie in one row tile when the matrix is tiled (for_tiles' align_rows).
+    // The tile's rows lie in one row tile, or all past the tiles (for_tiles' align_rows).
     const uint8_t* wp = w.block(r, 0);
-    const size_t row_step = w.tiled ? 64 : row_bytes, block_step = w.tiled ? 512 : 64;
+    const size_t row_step = w.row_step(r), block_step = w.block_step(r);
     // Prefetches follow the rows' byte positions (a tiled matrix's row tiles are contiguous
     // too, so consecutive tiles still fetch each byte once), at least a whole row tile ahead.
     const int ahead_extra = w.tiled && static_cast<int>(kPrefetchTiles) * RT < kTernaryTileRows
@@ -641,12 +641,12 @@ inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps
     const bool trits5 = w.layout == TernaryLayout::Trits5;
     const int per_block = trits5 ? 5 : 4;
     const int n_blocks = w.cols_padded / (trits5 ? kTernary5Block : kTernaryBlock);
-    const size_t block_step = w.block_step();
     const __m512i mask3 = _mm512_set1_epi8(3);
     const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
     const __m512i t1 = _mm512_set1_epi8(86), t2 = _mm512_set1_epi8(static_cast<char>(171));
     for (int i = 0; i < rows; ++i) {
         const uint8_t* wr = w.block(r + i, 0);
+        const size_t block_step = w.block_step(r + i);
         int8_t* out = panel + static_cast<size_t>(i) * ksteps * 64;
         int t = 0;
         for (int b = 0; t < ksteps && b < n_blocks; ++b) {

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <vector>
 
 namespace bitnet::cpu {
 
@@ -76,20 +77,23 @@ void pack_ternary5_row(const int8_t* values, int cols, uint8_t* out_row) {
 }
 
 TernaryMatrixView tile_ternary_rows(const TernaryMatrixView& w, uint8_t* out) {
-    TernaryMatrixView t = w;
-    t.data = out;
-    t.tiled = true;
-    const int stored = round_up(w.rows, kTernaryTileRows);
-    for (int r = 0; r < stored; ++r) {
+    const size_t row_bytes = w.row_bytes(), tile_bytes = kTernaryTileRows * row_bytes;
+    if (out != w.data) std::memcpy(out, w.data, static_cast<size_t>(w.rows) * row_bytes);
+    // A tile takes the bytes its rows took, so each one is rearranged in place from a copy.
+    std::vector<uint8_t> rows(tile_bytes);
+    for (int r0 = 0; r0 + kTernaryTileRows <= w.rows; r0 += kTernaryTileRows) {
+        uint8_t* tile = out + static_cast<size_t>(r0) * row_bytes;
+        std::memcpy(rows.data(), tile, tile_bytes);
         for (int b = 0; b < w.n_blocks(); ++b) {
-            uint8_t* dst = const_cast<uint8_t*>(t.block(r, b));
-            if (r < w.rows) {
-                std::memcpy(dst, w.block(r, b), 64);
-            } else {
-                std::memset(dst, 0x55, 64);  // code 1: weight 0 (Bits2 padding)
+            for (int i = 0; i < kTernaryTileRows; ++i) {
+                std::memcpy(tile + (static_cast<size_t>(b) * kTernaryTileRows + i) * 64,
+                            rows.data() + static_cast<size_t>(i) * row_bytes + b * 64, 64);
             }
         }
     }
+    TernaryMatrixView t = w;
+    t.data = out;
+    t.tiled = true;
     return t;
 }
 

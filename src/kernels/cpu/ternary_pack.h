@@ -31,11 +31,9 @@ void pack_ternary_row(const int8_t* values, int cols, uint8_t* out_row);
 void pack_ternary5_row(const int8_t* values, int cols, uint8_t* out_row);
 
 // The Bits2 matrix `w` (row-major) in row tiles (see kernels.h) at `out`, which holds
-// ternary_tiled_bytes(w.rows, w.cols) bytes; returns the view of `out`.
+// ternary_packed_bytes(w.rows, w.cols) bytes and may be w.data (tiled in place); returns the
+// view of `out`.
 TernaryMatrixView tile_ternary_rows(const TernaryMatrixView& w, uint8_t* out);
-inline size_t ternary_tiled_bytes(int rows, int cols) {
-    return ternary_packed_bytes(round_up(rows, kTernaryTileRows), cols);
-}
 
 // The value (-1, 0, 1) at (r, k) of a packed matrix of either layout.
 int ternary_at(const TernaryMatrixView& w, int r, int k);
