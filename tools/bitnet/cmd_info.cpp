@@ -103,9 +103,9 @@ void run_info(const InfoArgs& a) {
     std::printf("runs on:        %s, kernels %s, %d threads\n", device_name(engine.device()),
                 engine.kernel_level().c_str(), engine.threads());
     if (a.tensors) {
-        std::printf("\n%-52s %-6s %-16s %-22s %s\n", "tensor", "file", "shape", "engine", "bytes");
+        std::printf("\n%-52s %-9s %-16s %-34s %s\n", "tensor", "file", "shape", "engine", "bytes");
         for (const TensorInfo& t : info.tensors) {
-            std::printf("%-52s %-6s %-16s %-22s %zu\n", t.name.c_str(), t.file_dtype.c_str(),
+            std::printf("%-52s %-9s %-16s %-34s %zu\n", t.name.c_str(), t.file_dtype.c_str(),
                         shape_string(t.shape).c_str(), t.engine_format.c_str(), t.engine_bytes);
         }
     }
