@@ -36,10 +36,6 @@ std::shared_ptr<const Model> synthetic(const std::string& head = "bf16", uint64_
     return make_synthetic_model(spec);
 }
 
-std::vector<const BitLinearWeight*> bitlinears(const LayerWeights& L) {
-    return {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-}
-
 // ---- synthetic models -----------------------------------------------------------------------
 
 TEST(SyntheticModel, ShapesAreThoseOfTheirModels) {
@@ -86,7 +82,7 @@ TEST(SyntheticModel, WeightsAreRandomTernaryWithAThirdZeros) {
     const ModelWeights& w = model->impl().weights;
     ASSERT_EQ(w.layers.size(), 4u);
     for (const LayerWeights& L : w.layers) {
-        for (const BitLinearWeight* b : bitlinears(L)) {
+        for (const BitLinearWeight* b : L.bitlinears()) {
             SCOPED_TRACE(b->name);
             int64_t count[3] = {0, 0, 0};
             for (int r = 0; r < b->view.rows; ++r) {
@@ -125,8 +121,8 @@ TEST(SyntheticModel, SameSeedGivesTheSameModelWhateverTheThreads) {
     EXPECT_EQ(std::memcmp(a.embedding.data, b.embedding.data, embedding_bytes), 0);
     EXPECT_NE(std::memcmp(a.embedding.data, c.embedding.data, embedding_bytes), 0);
     for (size_t l = 0; l < a.layers.size(); ++l) {
-        const auto wa = bitlinears(a.layers[l]), wb = bitlinears(b.layers[l]),
-                   wc = bitlinears(c.layers[l]);
+        const auto wa = a.layers[l].bitlinears(), wb = b.layers[l].bitlinears(),
+                   wc = c.layers[l].bitlinears();
         for (size_t i = 0; i < wa.size(); ++i) {
             SCOPED_TRACE(wa[i]->name);
             ASSERT_EQ(wa[i]->packed.bytes(), wb[i]->packed.bytes());
@@ -153,7 +149,7 @@ TEST(SyntheticModel, TritsLayoutHoldsTheSameWeights) {
     const auto& a = two->impl().weights.layers;
     const auto& b = five->impl().weights.layers;
     for (size_t l = 0; l < a.size(); ++l) {
-        const auto wa = bitlinears(a[l]), wb = bitlinears(b[l]);
+        const auto wa = a[l].bitlinears(), wb = b[l].bitlinears();
         for (size_t i = 0; i < wa.size(); ++i) {
             SCOPED_TRACE(wa[i]->name);
             const cpu::TernaryMatrixView &va = wa[i]->view, &vb = wb[i]->view;

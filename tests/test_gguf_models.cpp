@@ -83,7 +83,7 @@ std::vector<int8_t> values_of(const BitLinearWeight& w) {
 template <typename F>
 void for_each_bitlinear(const Model& m, F&& f) {
     for (const LayerWeights& L : m.impl().weights.layers) {
-        for (const BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) f(*w);
+        for (const BitLinearWeight* w : L.bitlinears()) f(*w);
     }
 }
 

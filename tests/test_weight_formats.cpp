@@ -68,7 +68,7 @@ TEST_P(WeightFormatTest, Trits5LayersGiveBitIdenticalLogits) {
     const auto base = tiny_model();
     auto t5 = tiny_model();
     for (LayerWeights& L : t5->weights.layers) {
-        for (BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+        for (BitLinearWeight* w : L.bitlinears())
             *w = repack_ternary(*w, cpu::TernaryLayout::Trits5);
     }
     ASSERT_EQ(t5->weights.layers[0].gate.view.layout, cpu::TernaryLayout::Trits5);
@@ -85,8 +85,7 @@ TEST_P(WeightFormatTest, RowTiledLayersGiveBitIdenticalLogits) {
     auto tiled = tiny_model();
     tile_streamed_weights(tiled->weights, 0);
     for (const LayerWeights& L : tiled->weights.layers) {
-        for (const BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-            ASSERT_TRUE(w->view.tiled) << w->name;
+        for (const BitLinearWeight* w : L.bitlinears()) ASSERT_TRUE(w->view.tiled) << w->name;
     }
     const std::vector<float> want = all_logits(*base, GetParam(), false, 2, 0, 3);
     const std::vector<float> got = all_logits(*tiled, GetParam(), false, 2, 0, 3);
@@ -167,7 +166,7 @@ TEST(CompactFormatTest, TrainedModelLogitErrorOfTheInt8Head) {
     const auto base = load_hf_checkpoint(dir);
     auto compact = load_hf_checkpoint(dir);
     for (LayerWeights& L : compact->weights.layers) {
-        for (BitLinearWeight* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+        for (BitLinearWeight* w : L.bitlinears())
             *w = repack_ternary(*w, cpu::TernaryLayout::Trits5);
     }
     DenseMatrix& head =

@@ -58,8 +58,7 @@ size_t huge_page_bytes(const ModelWeights& weights) noexcept {
     };
     size_t total = huge(weights.embedding.owned) + huge(weights.lm_head_own.owned);
     for (const LayerWeights& l : weights.layers) {
-        for (const BitLinearWeight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
-            total += huge(w->packed);
+        for (const BitLinearWeight* w : l.bitlinears()) total += huge(w->packed);
     }
     return total;
 }
@@ -67,7 +66,7 @@ size_t huge_page_bytes(const ModelWeights& weights) noexcept {
 std::vector<std::string> tile_streamed_weights(ModelWeights& weights, size_t min_bytes) {
     std::vector<std::string> tiled_names;
     for (LayerWeights& l : weights.layers) {
-        for (BitLinearWeight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+        for (BitLinearWeight* w : l.bitlinears()) {
             const cpu::TernaryMatrixView& v = w->view;
             const bool owned = w->packed.bytes() > 0 && v.data == w->packed.data();
             if (v.layout != cpu::TernaryLayout::Bits2 || v.tiled || !owned ||

@@ -4,6 +4,7 @@
 // used as stored stays in the file mapping or is copied into huge pages (WeightMemory).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -98,6 +99,11 @@ struct LayerWeights {
     std::vector<float> ffn_norm;       // [hidden] post_attention_layernorm
     std::vector<float> ffn_sub_norm;   // [intermediate], empty without sub-norms
     BitLinearWeight q, k, v, o, gate, up, down;
+    // The seven projections, in the order a layer runs them.
+    std::array<BitLinearWeight*, 7> bitlinears() { return {&q, &k, &v, &o, &gate, &up, &down}; }
+    std::array<const BitLinearWeight*, 7> bitlinears() const {
+        return {&q, &k, &v, &o, &gate, &up, &down};
+    }
 };
 
 struct ModelWeights {

@@ -451,7 +451,7 @@ size_t weight_bytes_per_token(const Model& model) {
     for (const LayerWeights& L : w.layers) {
         bytes += floats_bytes(L.attn_norm) + floats_bytes(L.attn_sub_norm) +
                  floats_bytes(L.ffn_norm) + floats_bytes(L.ffn_sub_norm);
-        for (const BitLinearWeight* b : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+        for (const BitLinearWeight* b : L.bitlinears())
             bytes += bitlinear_bytes(*b) + floats_bytes(b->input_norm);
     }
     return bytes;

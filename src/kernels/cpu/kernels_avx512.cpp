@@ -604,11 +604,11 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
             [&](int r) { return ternary5_row(w.data + r * row_bytes, n_blocks, tail_steps, x.q); },
             x.row_sum[0], x.out_scale[0], y);
     } else {
+        const bool from_memory = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
         // A tiled matrix is one sequential stream, which the hardware prefetchers follow alone
         // (1.05-1.10x over the row-major tiles' prefetching, 2026-11-27).
-        const bool prefetch =
-            !w.tiled && static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
-        if (!prefetch && !w.tiled && n_blocks >= 1 && n_blocks <= 2) {
+        const bool prefetch = from_memory && !w.tiled;
+        if (!from_memory && !w.tiled && n_blocks >= 1 && n_blocks <= 2) {
             return with_steps_at_least<2, 4, 6, 8>(
                 (n_blocks - 1) * 4 + tail_steps, [&](auto steps) {
                     ternary_gemv_short<decltype(steps)::value, false>(w, r_begin, r_end, x, y);
