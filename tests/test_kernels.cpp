@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned_buffer.h"
 #include "core/half.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ternary_pack.h"
@@ -50,12 +51,15 @@ bool same_bits(float a, float b) {
 }
 
 // A packed ternary matrix with its plain values, and quantised activations for it.
-// A packed layout, and for Bits2 whether the rows are stored in row tiles (kernels.h).
+// A packed layout, and for Bits2 whether the rows are stored in row tiles and whether a copy in
+// row groups comes with them (kernels.h).
 struct Storage {
     TernaryLayout layout;
     bool tiled = false;
-    Storage(TernaryLayout l, bool t = false) : layout(l), tiled(t) {}  // NOLINT: implicit
-    operator TernaryLayout() const { return layout; }                  // NOLINT: implicit
+    bool groups = false;
+    Storage(TernaryLayout l, bool t = false, bool g = false)  // NOLINT: implicit
+        : layout(l), tiled(t), groups(g) {}
+    operator TernaryLayout() const { return layout; }  // NOLINT: implicit
 };
 
 struct TernaryProblem {
@@ -68,7 +72,9 @@ struct TernaryProblem {
 
     TernaryLayout layout;
     bool tiled;
+    bool grouped;
     std::vector<uint8_t> tiled_packed;  // the row tiles of `packed`, when tiled
+    AlignedBuffer<uint8_t> groups;      // its row groups, when grouped
 
     TernaryProblem(int rows_, int cols_, int batch_, uint32_t seed,
                    Storage storage = TernaryLayout::Bits2)
@@ -78,7 +84,8 @@ struct TernaryProblem {
           batch(batch_),
           stride(ternary_activation_stride(cols_) + 32),
           layout(storage.layout),
-          tiled(storage.tiled) {
+          tiled(storage.tiled),
+          grouped(storage.groups) {
         values = random_ternary(static_cast<size_t>(rows) * cols, seed);
         repack();
         // Bytes between cols_padded and stride are not part of any row: make them loud.
@@ -111,12 +118,24 @@ struct TernaryProblem {
             tiled_packed.assign(ternary_packed_bytes(rows, cols), uint8_t{0xff});
             tile_ternary_rows(v, tiled_packed.data());
         }
+        if (grouped) {
+            // Loud bytes again: every byte of the groups must be written.
+            groups = AlignedBuffer<uint8_t>(ternary_groups_bytes(v) + 64, false);
+            std::memset(groups.data(), 0xff, groups.bytes());
+            group_ternary_rows(view_of_storage(), groups.data());
+        }
     }
     TernaryMatrixView row_major_view() const {
         return make_ternary_view(packed.data(), rows, cols, layout);
     }
-    // The matrix as the kernels under test read it: in row tiles when tiled.
+    // The matrix as the kernels under test read it: in row tiles when tiled, with its row groups
+    // when grouped.
     TernaryMatrixView view() const {
+        TernaryMatrixView v = view_of_storage();
+        if (grouped) v.groups = groups.data();
+        return v;
+    }
+    TernaryMatrixView view_of_storage() const {
         if (!tiled) return row_major_view();
         TernaryMatrixView v = row_major_view();
         v.data = tiled_packed.data();
@@ -124,7 +143,8 @@ struct TernaryProblem {
         return v;
     }
     std::string name() const {
-        return std::string(layout_name(layout)) + (tiled ? " (row tiles)" : "");
+        return std::string(layout_name(layout)) + (tiled ? " (row tiles)" : "") +
+               (grouped ? " (+ row groups)" : "");
     }
     QuantizedActivations acts() const {
         return {q.data(), row_sum.data(), out_scale.data(), batch, stride};
@@ -133,8 +153,11 @@ struct TernaryProblem {
 
 // ---- the scalar reference against plain arithmetic --------------------------------------------
 
-const Storage kLayouts[] = {
-    TernaryLayout::Bits2, {TernaryLayout::Bits2, true}, TernaryLayout::Trits5};
+const Storage kLayouts[] = {TernaryLayout::Bits2,
+                            {TernaryLayout::Bits2, true},
+                            {TernaryLayout::Bits2, false, true},
+                            {TernaryLayout::Bits2, true, true},
+                            TernaryLayout::Trits5};
 
 TEST(KernelScalarTest, PackRoundTrip) {
     for (const Storage layout : kLayouts) {

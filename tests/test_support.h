@@ -35,6 +35,12 @@ inline bool shared_available() {
     return std::filesystem::exists(shared_dir() + "/reference");
 }
 
+// The engine format `bitnet info` shows for a 2-bit matrix that stays in cache: where the
+// AVX-512 VNNI GEMV runs, it reads a copy in row groups (model/weights.h).
+inline std::string with_row_groups(const std::string& format) {
+    return cpu::isa_supported(cpu::Isa::AVX512VNNI) ? format + ", + row groups" : format;
+}
+
 inline double rel_l2(const float* a, const float* b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {

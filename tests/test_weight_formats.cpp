@@ -98,6 +98,27 @@ TEST_P(WeightFormatTest, RowTiledLayersGiveBitIdenticalLogits) {
         ASSERT_EQ(got_ref[i], want_ref[i]) << "reference-numerics logit " << i;
 }
 
+TEST_P(WeightFormatTest, RowGroupsGiveBitIdenticalLogits) {
+    // Where the AVX-512 VNNI GEMV runs, it reads the copies in row groups that make_model adds to
+    // matrices in cache (every one of the tiny model's); other levels ignore them. Decode steps
+    // on one thread and on two (rows split between them) must not change a bit.
+    const auto base = tiny_model();
+    auto grouped = tiny_model();
+    const auto names = group_cached_weights(grouped->weights);
+    for (const LayerWeights& L : grouped->weights.layers) {
+        for (const BitLinearWeight* w : L.bitlinears())
+            ASSERT_NE(w->view.groups, nullptr) << w->name;
+    }
+    ASSERT_EQ(names.size(), grouped->weights.layers.size() * 7);
+    for (int threads : {1, 2}) {
+        const std::vector<float> want = all_logits(*base, GetParam(), false, threads, 0, 3);
+        const std::vector<float> got = all_logits(*grouped, GetParam(), false, threads, 0, 3);
+        ASSERT_EQ(want.size(), got.size());
+        for (size_t i = 0; i < want.size(); ++i)
+            ASSERT_EQ(got[i], want[i]) << "logit " << i << ", " << threads << " threads";
+    }
+}
+
 TEST_P(WeightFormatTest, HeadFormatsKeepTheLogitsWithinTheirPrecision) {
     // The head alone changes format: the embedding lookup stays as it was, so the difference is
     // the head's (through three layers, the tied embedding's rounding would be amplified).

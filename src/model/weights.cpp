@@ -79,6 +79,24 @@ std::vector<std::string> tile_streamed_weights(ModelWeights& weights, size_t min
     return tiled_names;
 }
 
+std::vector<std::pair<std::string, size_t>> group_cached_weights(ModelWeights& weights,
+                                                                 size_t max_bytes) {
+    std::vector<std::pair<std::string, size_t>> grouped;
+    for (LayerWeights& l : weights.layers) {
+        for (BitLinearWeight* w : l.bitlinears()) {
+            const cpu::TernaryMatrixView& v = w->view;
+            if (v.layout != cpu::TernaryLayout::Bits2 || v.groups != nullptr ||
+                v.rows < cpu::kTernaryGroupRows ||
+                static_cast<size_t>(v.rows) * v.row_bytes() >= max_bytes)
+                continue;
+            w->groups = AlignedBuffer<uint8_t>(cpu::ternary_groups_bytes(v), false);
+            w->view = cpu::group_ternary_rows(v, w->groups.data());
+            grouped.emplace_back(w->name, w->groups.bytes());
+        }
+    }
+    return grouped;
+}
+
 const char* dense_format_name(DenseFormat format) noexcept {
     switch (format) {
         case DenseFormat::F32:

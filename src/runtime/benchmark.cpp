@@ -106,9 +106,15 @@ double kv_bytes_per_position(const InferenceEngine& engine, const ModelConfig& c
            kv_element_bytes(engine.options().kv_cache_type);
 }
 
+// What a decode step reads of a BitLinear: the row groups instead of the rows they cover, where
+// the matrix has them (the threads' row ranges come in whole groups).
 size_t bitlinear_bytes(const BitLinearWeight& w) {
-    return w.packed.bytes() != 0 ? w.packed.bytes()
-                                 : static_cast<size_t>(w.view.rows) * w.view.row_bytes();
+    const size_t all = w.packed.bytes() != 0
+                           ? w.packed.bytes()
+                           : static_cast<size_t>(w.view.rows) * w.view.row_bytes();
+    if (w.view.groups == nullptr) return all;
+    const int grouped_rows = w.view.rows / cpu::kTernaryGroupRows * cpu::kTernaryGroupRows;
+    return all - static_cast<size_t>(grouped_rows) * w.view.row_bytes() + w.groups.bytes();
 }
 
 size_t floats_bytes(const std::vector<float>& v) {

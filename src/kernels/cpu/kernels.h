@@ -35,8 +35,20 @@ inline constexpr int kIsaCount = 4;
 // (and is tiled in place). The GEMV reads a tile's eight rows together, so this makes its reads
 // one sequential stream, which the hardware prefetchers follow at the machine's full read
 // rate; over row-major rows (eight streams a row apart) it reached 63-92% of a plain read.
+//
+// Row groups (Bits2 only, TernaryMatrixView::groups): a second copy of a matrix that stays in
+// cache, read by the AVX-512 VNNI GEMV. Its rows [0, rows / 16 * 16) go in groups of
+// kTernaryGroupRows, and a 64-byte vector holds one dword of each of the sixteen rows, so a
+// multiply-add with a broadcast dword of activations leaves each row's partial sum in its own
+// lane: nothing to reduce across lanes (the row-major GEMV of a 128-column row spent as many
+// operations reducing as multiplying). A row has group_steps() 64-column steps, four a block
+// and fewer in the last block, which takes only its S = ceil(columns there / 64) steps: there a
+// row has 16 S bytes, and byte j holds the code of column j + 16 S i at bit pair i (i = 0..3).
+// Block b's dword d of the group's rows r .. r + 15 is the vector at (16 b + d) * 64 bytes from
+// the group's start, row r + t at bytes 4 t .. 4 t + 3; a group takes 256 group_steps() bytes.
 enum class TernaryLayout : uint8_t { Bits2 = 0, Trits5 = 1 };
 inline constexpr int kTernaryTileRows = 8;
+inline constexpr int kTernaryGroupRows = 16;
 
 inline constexpr int kTernaryBlock = 256;  // Bits2
 inline constexpr int kTernaryBlockBytes = kTernaryBlock / 4;
@@ -65,6 +77,8 @@ struct TernaryMatrixView {
     int cols_padded = 0;  // round_up(cols, ternary_block(layout))
     TernaryLayout layout = TernaryLayout::Bits2;
     bool tiled = false;  // rows in tiles of kTernaryTileRows (Bits2 only, see above)
+    // The same matrix again in row groups (see above), or nullptr.
+    const uint8_t* groups = nullptr;
     size_t row_bytes() const {
         return static_cast<size_t>(cols_padded) / (layout == TernaryLayout::Bits2 ? 4 : 5);
     }
@@ -79,6 +93,11 @@ struct TernaryMatrixView {
         const size_t tile = static_cast<size_t>(r / kTernaryTileRows);
         return data + ((tile * n_blocks() + b) * kTernaryTileRows + r % kTernaryTileRows) * 64;
     }
+    // Row groups: 64-column steps a row has there, and bytes a group takes.
+    int group_steps() const {
+        return (n_blocks() - 1) * 4 + (cols - (n_blocks() - 1) * kTernaryBlock + 63) / 64;
+    }
+    size_t group_bytes() const { return static_cast<size_t>(group_steps()) * 256; }
     size_t row_step(int r) const { return r < tiled_rows() ? 64 : row_bytes(); }
     size_t block_step(int r) const { return r < tiled_rows() ? 64 * kTernaryTileRows : 64; }
 };

@@ -582,8 +582,83 @@ void ternary_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
     gemv_epilogue_rows<true>(r_begin, r_end, row_lanes, x.row_sum[0], x.out_scale[0], y);
 }
 
+#if BITNET_VNNI
+// G row groups (see kernels.h) from group g0: y = (dot - row_sum) * scale, sixteen rows a vector.
+// Bit pair i is masked in place rather than shifted down, one operation a step fewer: its
+// products are 4^i times the code's, gathered in an accumulator of their own and divided back
+// (exactly: every term is a multiple of 4^i) before the four are added.
+template <int G>
+inline void row_groups_gemv(const TernaryMatrixView& w, int g0, const QuantizedActivations& x,
+                            float* y) {
+    const int n_blocks = w.n_blocks(), steps = w.group_steps();
+    const uint8_t* group = w.groups + static_cast<size_t>(g0) * w.group_bytes();
+    const size_t group_bytes = w.group_bytes();
+    __m512i mask[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) mask[i] = _mm512_set1_epi8(static_cast<char>(3 << (2 * i)));
+    __m512i acc[G][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_setzero_si512();
+    }
+    for (int b = 0; b < n_blocks; ++b) {
+        const int s = b + 1 < n_blocks ? 4 : steps - 4 * b;
+        const int8_t* xb = x.q + b * kTernaryBlock;
+        for (int d = 0; d < 4 * s; ++d) {
+            __m512i v[G];
+#pragma GCC unroll 4
+            for (int g = 0; g < G; ++g)
+                v[g] = _mm512_load_si512(group + g * group_bytes + (16 * b + d) * 64);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; ++i) {
+                int32_t xd;
+                memcpy(&xd, xb + 16 * s * i + 4 * d, sizeof xd);
+                const __m512i xv = _mm512_set1_epi32(xd);
+#pragma GCC unroll 4
+                for (int g = 0; g < G; ++g)
+                    acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], _mm512_and_si512(v[g], mask[i]), xv);
+            }
+        }
+    }
+    const __m512i row_sum = _mm512_set1_epi32(x.row_sum[0]);
+    const __m512 scale = _mm512_set1_ps(x.out_scale[0]);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+        const __m512i dot = _mm512_add_epi32(
+            _mm512_add_epi32(acc[g][0], _mm512_srai_epi32(acc[g][1], 2)),
+            _mm512_add_epi32(_mm512_srai_epi32(acc[g][2], 4), _mm512_srai_epi32(acc[g][3], 6)));
+        _mm512_storeu_ps(y + (g0 + g) * kTernaryGroupRows,
+                         _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, row_sum)), scale));
+    }
+}
+
+// Four groups at a time (their multiply-adds overlap), the rest one by one.
+inline void row_groups_gemv_range(const TernaryMatrixView& w, int g_begin, int g_end,
+                                  const QuantizedActivations& x, float* y) {
+    int g = g_begin;
+    for (; g + 4 <= g_end; g += 4) row_groups_gemv<4>(w, g, x, y);
+    for (; g < g_end; ++g) row_groups_gemv<1>(w, g, x, y);
+}
+#endif
+
 void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y) {
+#if BITNET_VNNI
+    if (w.groups != nullptr && w.layout == TernaryLayout::Bits2) {
+        // Whole groups from the copy; rows of a range that starts or ends inside a group, and
+        // those after the last group, from the matrix itself.
+        constexpr int R = kTernaryGroupRows;
+        const int g_begin = (r_begin + R - 1) / R, g_end = r_end / R;
+        TernaryMatrixView rows = w;
+        rows.groups = nullptr;
+        if (g_begin >= g_end) return ternary_gemv(rows, r_begin, r_end, x, y);
+        if (r_begin < g_begin * R) ternary_gemv(rows, r_begin, g_begin * R, x, y);
+        row_groups_gemv_range(w, g_begin, g_end, x, y);
+        if (g_end * R < r_end) ternary_gemv(rows, g_end * R, r_end, x, y);
+        return;
+    }
+#endif
     const bool trits5 = w.layout == TernaryLayout::Trits5;
     const int block = trits5 ? kTernary5Block : kTernaryBlock;
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / (trits5 ? 5 : 4);

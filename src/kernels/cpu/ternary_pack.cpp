@@ -97,6 +97,30 @@ TernaryMatrixView tile_ternary_rows(const TernaryMatrixView& w, uint8_t* out) {
     return t;
 }
 
+TernaryMatrixView group_ternary_rows(const TernaryMatrixView& w, uint8_t* out) {
+    const int n_blocks = w.n_blocks(), steps = w.group_steps();
+    for (int g = 0; g < w.rows / kTernaryGroupRows; ++g) {
+        uint8_t* group = out + static_cast<size_t>(g) * w.group_bytes();
+        for (int b = 0; b < n_blocks; ++b) {
+            const int s = b + 1 < n_blocks ? 4 : steps - 4 * b;  // the block's steps
+            for (int t = 0; t < kTernaryGroupRows; ++t) {
+                const int r = g * kTernaryGroupRows + t;
+                for (int j = 0; j < 16 * s; ++j) {
+                    unsigned byte = 0;
+                    for (int i = 0; i < 4; ++i) {
+                        const int code = ternary_at(w, r, b * kTernaryBlock + j + 16 * s * i) + 1;
+                        byte |= static_cast<unsigned>(code) << (2 * i);
+                    }
+                    group[(16 * b + j / 4) * 64 + 4 * t + j % 4] = static_cast<uint8_t>(byte);
+                }
+            }
+        }
+    }
+    TernaryMatrixView v = w;
+    v.groups = out;
+    return v;
+}
+
 int ternary_at(const TernaryMatrixView& w, int r, int k) {
     if (w.layout == TernaryLayout::Trits5) {
         const int within = k % kTernary5Block;

@@ -35,6 +35,14 @@ void pack_ternary5_row(const int8_t* values, int cols, uint8_t* out_row);
 // view of `out`.
 TernaryMatrixView tile_ternary_rows(const TernaryMatrixView& w, uint8_t* out);
 
+// Bytes of the row groups (see kernels.h) of the Bits2 matrix `w`: 0 below 16 rows.
+inline size_t ternary_groups_bytes(const TernaryMatrixView& w) {
+    return static_cast<size_t>(w.rows / kTernaryGroupRows) * w.group_bytes();
+}
+// Writes the row groups of the Bits2 matrix `w` (either storage) to `out`, which holds
+// ternary_groups_bytes(w) bytes, 64-byte aligned; returns `w` with groups = out.
+TernaryMatrixView group_ternary_rows(const TernaryMatrixView& w, uint8_t* out);
+
 // The value (-1, 0, 1) at (r, k) of a packed matrix of either layout.
 int ternary_at(const TernaryMatrixView& w, int r, int k);
 
