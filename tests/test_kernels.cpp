@@ -156,7 +156,6 @@ struct TernaryProblem {
 const Storage kLayouts[] = {TernaryLayout::Bits2,
                             {TernaryLayout::Bits2, true},
                             {TernaryLayout::Bits2, false, true},
-                            {TernaryLayout::Bits2, true, true},
                             TernaryLayout::Trits5};
 
 TEST(KernelScalarTest, PackRoundTrip) {

@@ -100,16 +100,22 @@ TEST_P(WeightFormatTest, RowTiledLayersGiveBitIdenticalLogits) {
 
 TEST_P(WeightFormatTest, RowGroupsGiveBitIdenticalLogits) {
     // Where the AVX-512 VNNI GEMV runs, it reads the copies in row groups that make_model adds to
-    // matrices in cache (every one of the tiny model's); other levels ignore them. Decode steps
-    // on one thread and on two (rows split between them) must not change a bit.
+    // small matrices of short rows; other levels ignore them. Here every matrix gets one (the
+    // 768-column down projection too: three blocks), and decode steps on one thread and on two
+    // (rows split between them) must not change a bit.
     const auto base = tiny_model();
     auto grouped = tiny_model();
-    const auto names = group_cached_weights(grouped->weights);
+    const auto names = group_cached_weights(grouped->weights, kGroupedMaxBytes, 1 << 20);
     for (const LayerWeights& L : grouped->weights.layers) {
         for (const BitLinearWeight* w : L.bitlinears())
             ASSERT_NE(w->view.groups, nullptr) << w->name;
     }
     ASSERT_EQ(names.size(), grouped->weights.layers.size() * 7);
+    // By default rows of more than kGroupedMaxColumns keep no copy (a 2B's memory).
+    auto by_default = tiny_model();
+    group_cached_weights(by_default->weights);
+    EXPECT_NE(by_default->weights.layers[0].gate.view.groups, nullptr) << "256-column rows";
+    EXPECT_EQ(by_default->weights.layers[0].down.view.groups, nullptr) << "768-column rows";
     for (int threads : {1, 2}) {
         const std::vector<float> want = all_logits(*base, GetParam(), false, threads, 0, 3);
         const std::vector<float> got = all_logits(*grouped, GetParam(), false, threads, 0, 3);

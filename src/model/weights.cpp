@@ -80,13 +80,14 @@ std::vector<std::string> tile_streamed_weights(ModelWeights& weights, size_t min
 }
 
 std::vector<std::pair<std::string, size_t>> group_cached_weights(ModelWeights& weights,
-                                                                 size_t max_bytes) {
+                                                                 size_t max_bytes,
+                                                                 int max_columns) {
     std::vector<std::pair<std::string, size_t>> grouped;
     for (LayerWeights& l : weights.layers) {
         for (BitLinearWeight* w : l.bitlinears()) {
             const cpu::TernaryMatrixView& v = w->view;
             if (v.layout != cpu::TernaryLayout::Bits2 || v.groups != nullptr ||
-                v.rows < cpu::kTernaryGroupRows ||
+                v.rows < cpu::kTernaryGroupRows || v.cols > max_columns ||
                 static_cast<size_t>(v.rows) * v.row_bytes() >= max_bytes)
                 continue;
             w->groups = AlignedBuffer<uint8_t>(cpu::ternary_groups_bytes(v), false);

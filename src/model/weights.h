@@ -130,15 +130,20 @@ inline constexpr size_t kTiledMinBytes = size_t{1} << 20;
 std::vector<std::string> tile_streamed_weights(ModelWeights& weights,
                                                size_t min_bytes = kTiledMinBytes);
 
-// Bits2 matrices below this many bytes stay in cache between tokens. Where the AVX-512 VNNI GEMV
-// runs, each gets a copy in row groups (kernels.h), which that GEMV reads instead: 1.5-1.7x over
-// the row-major rows of 128-512 columns, for at most their bytes again (rows of 128 columns: half,
-// as their 2-bit rows are padded to 256 columns and the groups only to 64).
+// Bits2 matrices of short rows (at most kGroupedMaxColumns) and below kGroupedMaxBytes: a small
+// model's, which stay in cache between tokens. Where the AVX-512 VNNI GEMV runs, each gets a copy
+// in row groups (kernels.h), which that GEMV reads instead: 1.5-1.7x over the row-major rows of
+// 128-512 columns, where reducing across lanes cost as much as the multiply-adds, for at most
+// the matrix's bytes again (128-column rows: half, as their 2-bit rows are padded to 256
+// columns and the groups only to 64). Longer rows gain little and belong to models that stream
+// their weights (the 2B's 640 x 2560 key and value matrices would take 25 MB more memory).
 inline constexpr size_t kGroupedMaxBytes = kTiledMinBytes;
+inline constexpr int kGroupedMaxColumns = 2 * cpu::kTernaryBlock;
 // Adds those copies to `weights`; returns the names of the matrices it gave one, with the bytes
 // of each copy.
 std::vector<std::pair<std::string, size_t>> group_cached_weights(
-    ModelWeights& weights, size_t max_bytes = kGroupedMaxBytes);
+    ModelWeights& weights, size_t max_bytes = kGroupedMaxBytes,
+    int max_columns = kGroupedMaxColumns);
 
 // Rotary embedding frequencies; cos/sin are computed per token in the forward pass, which costs
 // far less than a layer and needs no table sized for the longest context.
