@@ -10,6 +10,12 @@
 
 namespace bitnet::cpu {
 
+// The kernel objects are built with -mavx2 or -mavx512f. An inline function of this header that
+// one of them did not inline (every call, at -O0) became a weak symbol there, which the linker
+// may take for callers built for CPUs without those instructions. Always inlined, none is emitted;
+// the free functions are also static, as sanitizer builds emit a copy of them regardless.
+#define BITNET_KERNEL_INLINE __attribute__((always_inline)) inline
+
 enum class Isa : int { Scalar = 0, AVX2 = 1, AVX512 = 2, AVX512VNNI = 3 };
 inline constexpr int kIsaCount = 4;
 
@@ -55,16 +61,16 @@ inline constexpr int kTernaryBlockBytes = kTernaryBlock / 4;
 inline constexpr int kTernary5Block = 320;  // Trits5
 inline constexpr int kTernary5BlockBytes = 64;
 
-inline constexpr int round_up(int n, int multiple) {
+BITNET_KERNEL_INLINE static constexpr int round_up(int n, int multiple) {
     return (n + multiple - 1) / multiple * multiple;
 }
 
-inline constexpr int ternary_block(TernaryLayout layout) {
+BITNET_KERNEL_INLINE static constexpr int ternary_block(TernaryLayout layout) {
     return layout == TernaryLayout::Bits2 ? kTernaryBlock : kTernary5Block;
 }
 
 // Activation rows padded to this many values serve a matrix of `cols` columns in any layout.
-inline constexpr int ternary_activation_stride(int cols) {
+BITNET_KERNEL_INLINE static constexpr int ternary_activation_stride(int cols) {
     return round_up(cols, kTernaryBlock) > round_up(cols, kTernary5Block)
                ? round_up(cols, kTernaryBlock)
                : round_up(cols, kTernary5Block);
@@ -79,27 +85,38 @@ struct TernaryMatrixView {
     bool tiled = false;  // rows in tiles of kTernaryTileRows (Bits2 only, see above)
     // The same matrix again in row groups (see above), or nullptr.
     const uint8_t* groups = nullptr;
-    size_t row_bytes() const {
+    BITNET_KERNEL_INLINE size_t row_bytes() const {
         return static_cast<size_t>(cols_padded) / (layout == TernaryLayout::Bits2 ? 4 : 5);
     }
-    int n_blocks() const { return static_cast<int>(row_bytes() / 64); }
+    BITNET_KERNEL_INLINE int n_blocks() const { return static_cast<int>(row_bytes() / 64); }
     // Rows [0, tiled_rows()) are in row tiles; the rest are row-major.
-    int tiled_rows() const { return tiled ? rows / kTernaryTileRows * kTernaryTileRows : 0; }
+    BITNET_KERNEL_INLINE int tiled_rows() const {
+        return tiled ? rows / kTernaryTileRows * kTernaryTileRows : 0;
+    }
     // Row r's 64-byte block b. Rows r .. r + n of one tile (or of the row-major rows) are
     // row_step(r) apart, and a row's blocks block_step(r) apart.
-    const uint8_t* block(int r, int b) const {
+    BITNET_KERNEL_INLINE const uint8_t* block(int r, int b) const {
         if (r >= tiled_rows())
             return data + static_cast<size_t>(r) * row_bytes() + static_cast<size_t>(b) * 64;
         const size_t tile = static_cast<size_t>(r / kTernaryTileRows);
         return data + ((tile * n_blocks() + b) * kTernaryTileRows + r % kTernaryTileRows) * 64;
     }
-    // Row groups: 64-column steps a row has there, and bytes a group takes.
-    int group_steps() const {
-        return (n_blocks() - 1) * 4 + (cols - (n_blocks() - 1) * kTernaryBlock + 63) / 64;
+    // 64-column steps of the last block that hold real columns; the rest are padding (zero
+    // weights, zero activations), which the kernels skip.
+    BITNET_KERNEL_INLINE int tail_steps() const {
+        return (cols - (n_blocks() - 1) * ternary_block(layout) + 63) / 64;
     }
-    size_t group_bytes() const { return static_cast<size_t>(group_steps()) * 256; }
-    size_t row_step(int r) const { return r < tiled_rows() ? 64 : row_bytes(); }
-    size_t block_step(int r) const { return r < tiled_rows() ? 64 * kTernaryTileRows : 64; }
+    // Row groups: 64-column steps a row has there, and bytes a group takes.
+    BITNET_KERNEL_INLINE int group_steps() const { return (n_blocks() - 1) * 4 + tail_steps(); }
+    BITNET_KERNEL_INLINE size_t group_bytes() const {
+        return static_cast<size_t>(group_steps()) * 256;
+    }
+    BITNET_KERNEL_INLINE size_t row_step(int r) const {
+        return r < tiled_rows() ? 64 : row_bytes();
+    }
+    BITNET_KERNEL_INLINE size_t block_step(int r) const {
+        return r < tiled_rows() ? 64 * kTernaryTileRows : 64;
+    }
 };
 
 // Per-token int8 activations: row m holds cols_padded int8 values (zero padded past cols).

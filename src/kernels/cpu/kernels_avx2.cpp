@@ -1,8 +1,9 @@
 // AVX2 + FMA + F16C kernels. Everything but the table getter lives in an anonymous namespace.
 //
-// Only intrinsics and C library calls are used here, never std:: or project inline functions:
-// an out-of-line copy of such a function built with -mavx2 is a weak symbol the linker may pick
-// for callers in objects meant to run on CPUs without AVX2.
+// Only intrinsics, C library calls and kernels.h's always-inlined helpers are used here, never
+// std:: or other project inline functions: an out-of-line copy of such a function built with
+// -mavx2 is a weak symbol the linker may pick for callers in objects meant to run on CPUs
+// without AVX2.
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -208,11 +209,10 @@ constexpr int kTernaryGemvRows = 4;
 template <int RT, int MT, bool kPrefetch = false>
 inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
                          float* y, int ldy) {
-    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;  // not row_bytes(): see top
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;
     const int n_blocks = w.cols_padded / kTernaryBlock;
-    // Steps of the last block that hold real columns; the rest are padding (zero weights and
-    // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
-    const int tail_steps = (w.cols - (n_blocks - 1) * kTernaryBlock + 63) / 64;
+    // Skipping the padding's steps: a 128-column matrix would otherwise cost a 256-column one.
+    const int tail_steps = w.tail_steps();
     // The tile's rows lie in one row tile, or all past the tiles (for_tiles' align_rows).
     const uint8_t* wp = w.block(r, 0);
     const size_t row_step = w.row_step(r), block_step = w.block_step(r);
@@ -279,9 +279,8 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
                           float* y, int ldy) {
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
     const int n_blocks = w.cols_padded / kTernary5Block;
-    // Steps of the last block that hold real columns; the rest are padding (zero weights and
-    // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
-    const int tail_steps = (w.cols - (n_blocks - 1) * kTernary5Block + 63) / 64;
+    // Skipping the padding's steps: a 128-column matrix would otherwise cost a 256-column one.
+    const int tail_steps = w.tail_steps();
     const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));

@@ -2,9 +2,10 @@
 // vpmaddubsw + vpmaddwd, BITNET_VNNI=1 with vpdpbusd. Everything but the table getter lives in
 // an anonymous namespace, so the two object files share no symbol.
 //
-// Only intrinsics and C library calls are used here, never std:: or project inline functions:
-// an out-of-line copy of such a function built with -mavx512f is a weak symbol the linker may
-// pick for callers in objects meant to run on CPUs without AVX-512.
+// Only intrinsics, C library calls and kernels.h's always-inlined helpers are used here, never
+// std:: or other project inline functions: an out-of-line copy of such a function built with
+// -mavx512f is a weak symbol the linker may pick for callers in objects meant to run on CPUs
+// without AVX-512.
 // GCC 12's _mm512_undefined_* self-initialise a variable, which -Wuninitialized reports at
 // every inlined use (GCC bug 105593).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -296,11 +297,10 @@ inline void store_ternary_outputs(const __m512i* acc, const QuantizedActivations
 template <int RT, int MT, bool kPrefetch = false>
 inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActivations& x, int m,
                          float* y, int ldy) {
-    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;  // not row_bytes(): see top
+    const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 4;
     const int n_blocks = w.cols_padded / kTernaryBlock;
-    // Steps of the last block that hold real columns; the rest are padding (zero weights and
-    // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
-    const int tail_steps = (w.cols - (n_blocks - 1) * kTernaryBlock + 63) / 64;
+    // Skipping the padding's steps: a 128-column matrix would otherwise cost a 256-column one.
+    const int tail_steps = w.tail_steps();
     // The tile's rows lie in one row tile, or all past the tiles (for_tiles' align_rows).
     const uint8_t* wp = w.block(r, 0);
     const size_t row_step = w.row_step(r), block_step = w.block_step(r);
@@ -386,9 +386,8 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
                           float* y, int ldy) {
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / 5;
     const int n_blocks = w.cols_padded / kTernary5Block;
-    // Steps of the last block that hold real columns; the rest are padding (zero weights and
-    // activations), skipped: a 128-column matrix would otherwise cost a 256-column one.
-    const int tail_steps = (w.cols - (n_blocks - 1) * kTernary5Block + 63) / 64;
+    // Skipping the padding's steps: a 128-column matrix would otherwise cost a 256-column one.
+    const int tail_steps = w.tail_steps();
     const uint8_t* wp = w.data + static_cast<size_t>(r) * row_bytes;
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const __m512i one = _mm512_set1_epi8(1);
@@ -590,7 +589,7 @@ void ternary_gemv_short(const TernaryMatrixView& w, int r_begin, int r_end,
 template <int G>
 inline void row_groups_gemv(const TernaryMatrixView& w, int g0, const QuantizedActivations& x,
                             float* y) {
-    const int n_blocks = w.n_blocks(), steps = w.group_steps();
+    const int n_blocks = w.n_blocks(), tail_steps = w.tail_steps();
     const uint8_t* group = w.groups + static_cast<size_t>(g0) * w.group_bytes();
     const size_t group_bytes = w.group_bytes();
     __m512i mask[4];
@@ -603,7 +602,7 @@ inline void row_groups_gemv(const TernaryMatrixView& w, int g0, const QuantizedA
         for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_setzero_si512();
     }
     for (int b = 0; b < n_blocks; ++b) {
-        const int s = b + 1 < n_blocks ? 4 : steps - 4 * b;
+        const int s = b + 1 < n_blocks ? 4 : tail_steps;  // the block's steps
         const int8_t* xb = x.q + b * kTernaryBlock;
         for (int d = 0; d < 4 * s; ++d) {
             __m512i v[G];
@@ -663,7 +662,7 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     const int block = trits5 ? kTernary5Block : kTernaryBlock;
     const size_t row_bytes = static_cast<size_t>(w.cols_padded) / (trits5 ? 5 : 4);
     const int n_blocks = w.cols_padded / block;
-    const int tail_steps = (w.cols - (n_blocks - 1) * block + 63) / 64;
+    const int tail_steps = w.tail_steps();
     if (trits5) {
 #if BITNET_VNNI
         if (n_blocks >= 1 && n_blocks <= 2) {

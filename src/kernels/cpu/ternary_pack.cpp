@@ -98,11 +98,11 @@ TernaryMatrixView tile_ternary_rows(const TernaryMatrixView& w, uint8_t* out) {
 }
 
 TernaryMatrixView group_ternary_rows(const TernaryMatrixView& w, uint8_t* out) {
-    const int n_blocks = w.n_blocks(), steps = w.group_steps();
+    const int n_blocks = w.n_blocks();
     for (int g = 0; g < w.rows / kTernaryGroupRows; ++g) {
         uint8_t* group = out + static_cast<size_t>(g) * w.group_bytes();
         for (int b = 0; b < n_blocks; ++b) {
-            const int s = b + 1 < n_blocks ? 4 : steps - 4 * b;  // the block's steps
+            const int s = b + 1 < n_blocks ? 4 : w.tail_steps();  // the block's steps
             for (int t = 0; t < kTernaryGroupRows; ++t) {
                 const int r = g * kTernaryGroupRows + t;
                 for (int j = 0; j < 16 * s; ++j) {
