@@ -15,6 +15,7 @@
 
 #include "core/aligned_buffer.h"
 #include "core/half.h"
+#include "kernels/cpu/dense_groups.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ternary_pack.h"
 
@@ -519,6 +520,63 @@ TEST_P(KernelTest, DenseGemm) {
             }
         }
     }
+}
+
+// A head's copy in dense row groups gives each row the bits the same level's row-major kernel
+// gives a row of its tiles of four or eight (rows from 0 in whole groups), for f32 and bf16
+// alike, whatever the number of activation rows; rows outside the groups asked for are not
+// written.
+TEST_P(KernelTest, DenseRowGroupsSumAsTheRowMajorTiles) {
+    if (k().dense_groups_gemm == nullptr) GTEST_SKIP() << "no dense row groups at this level";
+    for (int cols : {16, 32, 128, 272, 2560}) {
+        for (int groups : {1, 3, 5}) {
+            const int rows = groups * kDenseGroupRows;
+            const std::vector<float> wf =
+                random_floats(static_cast<size_t>(rows) * cols, 40u + cols + rows);
+            std::vector<uint16_t> w16(wf.size());
+            std::vector<float> w32(wf.size());
+            for (size_t i = 0; i < wf.size(); ++i) {
+                w16[i] = f32_to_bf16(wf[i]);
+                w32[i] = bf16_to_f32(w16[i]);  // the same values in both formats
+            }
+            std::vector<uint8_t> g16(dense_groups_bytes(rows, cols, 2)),
+                g32(dense_groups_bytes(rows, cols, 4));
+            ASSERT_EQ(g16.size(), w16.size() * 2);
+            ASSERT_EQ(g32.size(), w32.size() * 4);
+            group_dense_rows(w16.data(), rows, cols, 2, g16.data());
+            group_dense_rows(w32.data(), rows, cols, 4, g32.data());
+            for (int m : {1, 2, 3, 5}) {
+                const int ldx = cols + 3, ldy = rows + 7;
+                const std::vector<float> x =
+                    random_floats(static_cast<size_t>(m) * ldx, 41u + cols + m, -2.f, 2.f);
+                std::vector<float> want(static_cast<size_t>(m) * ldy, -3.f), got16(want),
+                    got32(want);
+                k().dense_gemm_bf16(w16.data(), cols, 0, rows, x.data(), m, ldx, want.data(), ldy);
+                // All groups, and groups [1, groups) on their own.
+                const int first = groups > 1 ? 1 : 0;
+                k().dense_groups_gemm(g16.data(), true, cols, first, groups, x.data(), m, ldx,
+                                      got16.data(), ldy);
+                k().dense_groups_gemm(g32.data(), false, cols, first, groups, x.data(), m, ldx,
+                                      got32.data(), ldy);
+                for (int i = 0; i < m; ++i) {
+                    for (int r = 0; r < ldy; ++r) {
+                        const size_t at = static_cast<size_t>(i) * ldy + r;
+                        const bool written = r >= first * kDenseGroupRows && r < rows;
+                        const float expect = written ? want[at] : -3.f;
+                        ASSERT_TRUE(same_bits(got16[at], expect))
+                            << "bf16 cols=" << cols << " rows=" << rows << " m=" << m << " i=" << i
+                            << " r=" << r << ": " << got16[at] << " vs " << expect;
+                        ASSERT_TRUE(same_bits(got32[at], expect))
+                            << "f32 cols=" << cols << " rows=" << rows << " m=" << m << " i=" << i
+                            << " r=" << r << ": " << got32[at] << " vs " << expect;
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_EQ(dense_groups_bytes(15, 128, 2), 0u);
+    EXPECT_EQ(dense_groups_bytes(40, 120, 4), 0u);
+    EXPECT_EQ(dense_groups_bytes(40, 128, 2), 32u * 128 * 2);
 }
 
 TEST_P(KernelTest, RmsNorm) {

@@ -100,9 +100,9 @@ TEST_P(WeightFormatTest, RowTiledLayersGiveBitIdenticalLogits) {
 
 TEST_P(WeightFormatTest, RowGroupsGiveBitIdenticalLogits) {
     // Where the AVX-512 VNNI GEMV runs, it reads the copies in row groups that make_model adds to
-    // small matrices of short rows; other levels ignore them. Here every matrix gets one (the
-    // 768-column down projection too: three blocks), and decode steps on one thread and on two
-    // (rows split between them) must not change a bit.
+    // small matrices of short rows and a small head; levels without those kernels ignore them. Here
+    // every matrix gets one (the 768-column down projection too: three blocks), and decode steps on
+    // one thread and on two (rows split between them) must not change a bit.
     const auto base = tiny_model();
     auto grouped = tiny_model();
     const auto names = group_cached_weights(grouped->weights, kGroupedMaxBytes, 1 << 20);
@@ -111,6 +111,12 @@ TEST_P(WeightFormatTest, RowGroupsGiveBitIdenticalLogits) {
             ASSERT_NE(w->view.groups, nullptr) << w->name;
     }
     ASSERT_EQ(names.size(), grouped->weights.layers.size() * 7);
+    // And the bf16 head, which sums every row as the row-major head kernel does.
+    const DenseMatrix& head = grouped->weights.lm_head();
+    ASSERT_EQ(head.format, DenseFormat::BF16);
+    ASSERT_EQ(group_cached_head(grouped->weights),
+              static_cast<size_t>(head.rows / 16 * 16) * head.cols * 2);
+    EXPECT_EQ(group_cached_head(grouped->weights), 0u) << "a second copy";
     // By default rows of more than kGroupedMaxColumns keep no copy (a 2B's memory).
     auto by_default = tiny_model();
     group_cached_weights(by_default->weights);

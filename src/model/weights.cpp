@@ -12,6 +12,7 @@
 #include "bitnet/error.h"
 
 #include "core/half.h"
+#include "kernels/cpu/dense_groups.h"
 #include "kernels/cpu/ternary_pack.h"
 
 namespace bitnet {
@@ -96,6 +97,17 @@ std::vector<std::pair<std::string, size_t>> group_cached_weights(ModelWeights& w
         }
     }
     return grouped;
+}
+
+size_t group_cached_head(ModelWeights& weights, size_t max_bytes) {
+    DenseMatrix& head = weights.tied ? weights.embedding : weights.lm_head_own;
+    if (head.format != DenseFormat::F32 && head.format != DenseFormat::BF16) return 0;
+    const size_t elem = head.format == DenseFormat::F32 ? 4 : 2;
+    const size_t bytes = cpu::dense_groups_bytes(head.rows, head.cols, elem);
+    if (bytes == 0 || head.bytes() >= max_bytes || head.groups.size() != 0) return 0;
+    head.groups = AlignedBuffer<uint8_t>(bytes, false);
+    cpu::group_dense_rows(head.data, head.rows, head.cols, elem, head.groups.data());
+    return bytes;
 }
 
 const char* dense_format_name(DenseFormat format) noexcept {

@@ -128,6 +128,15 @@ struct QuantizedActivations {
     int stride = 0;  // elements between rows; >= cols_padded of the matrix, zero past cols
 };
 
+// Dense row groups: a second copy of a small f32 or bf16 head (columns a multiple of 16), read by
+// the AVX-512 head kernel. Rows [0, rows / 16 * 16) go in groups of kDenseGroupRows, and a
+// 64-byte line holds one dword of each of the group's sixteen rows: with f32, line c is column
+// c; with bf16, line c holds columns 2c (low half) and 2c + 1 (high half). Group g is the
+// 16 * cols * element bytes from g times that. A broadcast activation times a line then adds
+// into sixteen rows' sums at once, with nothing to reduce across lanes; a small model's head
+// spent about half its time in those reductions and in widening bf16 halves.
+inline constexpr int kDenseGroupRows = 16;
+
 enum class KvType : int { F32 = 0, F16 = 1, BF16 = 2 };
 
 // n_queries query heads that share one KV head (grouped-query attention) attending over
@@ -191,6 +200,16 @@ struct KernelTable {
     void (*int8_gemm_i8r)(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
                           const int8_t* xq, const float* x_scale, int m, int ldx, float* y,
                           int ldy);
+
+    // Rows [16 g_begin, 16 g_end) of a dense f32 (bf16 false) or bf16 matrix of k columns
+    // (k % 16 == 0) from its row groups (above): y[m * ldy + r] = sum_k x[m * ldx + k] * w[r][k].
+    // Each row is summed as dense_gemm_f32 / _bf16 sum a row of a tile of four or eight rows:
+    // sixteen partial sums (columns mod 16, fused multiply-adds in column order), added within
+    // blocks of four as (s0 + s2) + (s1 + s3) and the four blocks as (b0 + b2) + (b1 + b3). So
+    // a row's bits do not depend on m, nor on whether f32 or bf16 holds the same values. Null
+    // at levels without it.
+    void (*dense_groups_gemm)(const void* groups, bool bf16, int k, int g_begin, int g_end,
+                              const float* x, int m, int ldx, float* y, int ldy);
 
     // out = w * x / sqrt(mean(x^2) + eps); out may alias x.
     void (*rms_norm)(const float* x, const float* w, int n, float eps, float* out);

@@ -851,6 +851,7 @@ const KernelTable* avx2_kernels() {
         .dense_gemm_q8_0 = dense_gemm_q8_0,
         .dense_gemm_i8r = dense_gemm_i8r,
         .int8_gemm_i8r = int8_gemm_i8r,
+        .dense_groups_gemm = nullptr,
         .rms_norm = rms_norm,
         .rope = rope,
         .softmax = softmax,

@@ -1131,6 +1131,102 @@ void dense_gemm(const W& w, int k, int r_begin, int r_end, const float* x, int m
     for_tiles<4, 4>(r_begin, r_end, m, tile);
 }
 
+// ---- dense row groups (a small head) ------------------------------------------------------
+
+// Partial sums [8 h, 8 h + 8) of G row groups (group j's lines at lines + j * group_dwords) for
+// one activation row x: line l of each 16-column chunk holds columns l P .. l P + P - 1, whose
+// sums are l P + e. Each broadcast activation serves the G groups; with 8 sums a group, two
+// groups fit the registers.
+template <bool kBf16, int G>
+__attribute__((always_inline)) inline void dense_group_half(const uint32_t* lines,
+                                                            size_t group_dwords, int k,
+                                                            const float* x, int h,
+                                                            __m512 (*acc)[8]) {
+    constexpr int P = kBf16 ? 2 : 1, kLines = 16 / P, kHalf = kLines / 2;
+#pragma GCC unroll 2
+    for (int j = 0; j < G; ++j) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) acc[j][i] = _mm512_setzero_ps();
+    }
+    for (int c = 0; c < k / 16; ++c) {
+#pragma GCC unroll 8
+        for (int l = h * kHalf; l < (h + 1) * kHalf; ++l) {
+            __m512 w[G][P];
+#pragma GCC unroll 2
+            for (int j = 0; j < G; ++j) {
+                const uint32_t* line = lines + j * group_dwords + (c * kLines + l) * 16;
+                if constexpr (kBf16) {
+                    const __m512i pairs = _mm512_loadu_si512(line);
+                    w[j][0] = _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16));
+                    w[j][1] =
+                        _mm512_castsi512_ps(_mm512_and_si512(pairs, _mm512_set1_epi32(-65536)));
+                } else {
+                    w[j][0] = _mm512_loadu_ps(line);
+                }
+            }
+#pragma GCC unroll 2
+            for (int e = 0; e < P; ++e) {
+                const __m512 xv = _mm512_set1_ps(x[c * 16 + l * P + e]);
+#pragma GCC unroll 2
+                for (int j = 0; j < G; ++j) {
+                    const int s = l * P + e - 8 * h;
+                    acc[j][s] = _mm512_fmadd_ps(w[j][e], xv, acc[j][s]);
+                }
+            }
+        }
+    }
+}
+
+// Rows of G groups from group g for activation row x into y (row 16 g at y[0]).
+template <bool kBf16, int G>
+inline void dense_groups_row(const uint32_t* groups, size_t group_dwords, int k, int g,
+                             const float* x, float* y) {
+    const uint32_t* lines = groups + static_cast<size_t>(g) * group_dwords;
+    __m512 sums[2][G][8];
+    dense_group_half<kBf16, G>(lines, group_dwords, k, x, 0, sums[0]);
+    dense_group_half<kBf16, G>(lines, group_dwords, k, x, 1, sums[1]);
+#pragma GCC unroll 2
+    for (int j = 0; j < G; ++j) {
+        __m512 s[16];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+            s[i] = sums[0][j][i];
+            s[i + 8] = sums[1][j][i];
+        }
+        // block_sums4_ps's order, then fold_blocks_ps's and reduce4_ps's.
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+            b[q] = _mm512_add_ps(_mm512_add_ps(s[4 * q], s[4 * q + 2]),
+                                 _mm512_add_ps(s[4 * q + 1], s[4 * q + 3]));
+        }
+        _mm512_storeu_ps(y + j * kDenseGroupRows,
+                         _mm512_add_ps(_mm512_add_ps(b[0], b[2]), _mm512_add_ps(b[1], b[3])));
+    }
+}
+
+template <bool kBf16>
+void dense_groups_impl(const void* groups, int k, int g_begin, int g_end, const float* x, int m,
+                       int ldx, float* y, int ldy) {
+    const uint32_t* lines = static_cast<const uint32_t*>(groups);
+    const size_t group_dwords = static_cast<size_t>(k) * kDenseGroupRows / (kBf16 ? 2 : 1);
+    for (int i = 0; i < m; ++i) {
+        const float* xi = x + static_cast<size_t>(i) * ldx;
+        float* yi = y + static_cast<size_t>(i) * ldy;
+        int g = g_begin;
+        for (; g + 2 <= g_end; g += 2)
+            dense_groups_row<kBf16, 2>(lines, group_dwords, k, g, xi, yi + g * kDenseGroupRows);
+        if (g < g_end)
+            dense_groups_row<kBf16, 1>(lines, group_dwords, k, g, xi, yi + g * kDenseGroupRows);
+    }
+}
+
+void dense_groups_gemm(const void* groups, bool bf16, int k, int g_begin, int g_end, const float* x,
+                       int m, int ldx, float* y, int ldy) {
+    if (bf16) return dense_groups_impl<true>(groups, k, g_begin, g_end, x, m, ldx, y, ldy);
+    dense_groups_impl<false>(groups, k, g_begin, g_end, x, m, ldx, y, ldy);
+}
+
 void dense_gemm_f32(const float* w, int k, int r_begin, int r_end, const float* x, int m, int ldx,
                     float* y, int ldy) {
     dense_gemm(F32Weights{w}, k, r_begin, r_end, x, m, ldx, nullptr, y, ldy);
@@ -1775,12 +1871,13 @@ void attention_head(const AttentionHeadArgs& a) {
 
 }  // namespace
 
-#define BITNET_KERNEL_ENTRIES                                                               \
-    .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,                       \
-    .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,                   \
-    .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,                   \
-    .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r, .rms_norm = rms_norm, \
-    .rope = rope, .softmax = softmax, .relu2_mul = relu2_mul, .silu_mul = silu_mul,         \
+#define BITNET_KERNEL_ENTRIES                                                   \
+    .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,           \
+    .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,       \
+    .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,       \
+    .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r,           \
+    .dense_groups_gemm = dense_groups_gemm, .rms_norm = rms_norm, .rope = rope, \
+    .softmax = softmax, .relu2_mul = relu2_mul, .silu_mul = silu_mul,           \
     .attention_head = attention_head
 
 #if BITNET_VNNI

@@ -248,6 +248,7 @@ const KernelTable& scalar_kernels() {
         .dense_gemm_q8_0 = dense_gemm_q8_0,
         .dense_gemm_i8r = dense_gemm_i8r,
         .int8_gemm_i8r = int8_gemm_i8r,
+        .dense_groups_gemm = nullptr,
         .rms_norm = rms_norm,
         .rope = rope,
         .softmax = softmax,
