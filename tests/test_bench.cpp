@@ -205,7 +205,7 @@ TEST(SyntheticModel, InfoDescribesWhatWasBuilt) {
     EXPECT_EQ(sum, info.engine_bytes);
     EXPECT_EQ(info.tensors.size(), static_cast<size_t>(2 + c.num_layers * 11));
     EXPECT_EQ(info.tensors.front().name, "model.embed_tokens.weight");
-    // With its copy in dense row groups where the AVX-512 VNNI kernels run (the same bytes).
+    // With its copy in dense row groups where the AVX-512 kernels run (the same bytes).
     const size_t head_copy = model->impl().weights.lm_head().groups.bytes();
     EXPECT_TRUE(head_copy == 0 || head_copy == 512u * 128u * 2u);
     EXPECT_EQ(info.tensors.front().engine_bytes, 512u * 128u * 2u + head_copy);
