@@ -15,6 +15,7 @@
 #include "core/aligned_buffer.h"
 #include "core/arena.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/dense_groups.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ternary_pack.h"
 #include "model/forward.h"
@@ -181,6 +182,26 @@ void bench_lm_head(benchmark::State& state, Isa isa, int rows, int cols, int m) 
     for (float& v : x) v = rng.uniform();
     run_head(state, w.data.bytes(), static_cast<int64_t>(rows) * cols * m, y, [&] {
         k.dense_gemm_bf16(w.data.data(), cols, 0, rows, x.data(), m, cols, y.data(), rows);
+    });
+}
+
+// A small model's head in cache (the 1m model's: 512 x 128 bf16), from its rows or from its copy
+// in dense row groups (kernels.h), which gives the same bits.
+void bench_small_head(benchmark::State& state, Isa isa, int rows, int cols, int m, bool groups) {
+    const KernelTable& k = kernels(isa);
+    const Bf16Matrix& w = cached<Bf16Matrix>(rows, cols);
+    AlignedBuffer<uint8_t> grouped(dense_groups_bytes(rows, cols, 2), false);
+    group_dense_rows(w.data.data(), rows, cols, 2, grouped.data());
+    std::vector<float> x(static_cast<size_t>(m) * cols), y(static_cast<size_t>(m) * rows);
+    XorShift rng;
+    for (float& v : x) v = rng.uniform();
+    run_head(state, w.data.bytes(), static_cast<int64_t>(rows) * cols * m, y, [&] {
+        if (groups) {
+            k.dense_groups_gemm(grouped.data(), true, cols, 0, rows / kDenseGroupRows, x.data(), m,
+                                cols, y.data(), rows);
+        } else {
+            k.dense_gemm_bf16(w.data.data(), cols, 0, rows, x.data(), m, cols, y.data(), rows);
+        }
     });
 }
 
@@ -355,6 +376,15 @@ void register_all() {
                                              .c_str(),
                                          bench_lm_head_i8, isa, rows, 2560, m)
                 ->Unit(benchmark::kMicrosecond);
+        }
+        for (int m : {1, 4}) {
+            for (bool groups : {false, true}) {
+                if (groups && kernels(isa).dense_groups_gemm == nullptr) continue;
+                benchmark::RegisterBenchmark(((groups ? "dense_groups_gemm/" : "dense_gemm_bf16/") +
+                                              level + "/small_head_512x128/M=" + std::to_string(m))
+                                                 .c_str(),
+                                             bench_small_head, isa, 512, 128, m, groups);
+            }
         }
         for (const auto& [hd, keys] :
              std::vector<std::pair<int, int>>{{32, 64}, {32, 256}, {128, 128}, {128, 1024}}) {
