@@ -438,26 +438,8 @@ void ForwardPass::lm_head(const float* normed, int R, float* logits) {
         });
         return;
     }
-    if (head.groups.size() != 0 && k_.dense_groups_gemm != nullptr) {
-        // Whole row groups from the copy; the rows after the last group row-major, whose sums
-        // have the same bits either way (kernels.h).
-        const int groups = V / cpu::kDenseGroupRows;
-        const bool bf16 = head.format == DenseFormat::BF16;
-        share<true>(pool_, work, share_min_work_, groups, 4, [&](int64_t g0, int64_t g1) {
-            k_.dense_groups_gemm(head.groups.data(), bf16, H, static_cast<int>(g0),
-                                 static_cast<int>(g1), normed, R, H, logits, V);
-        });
-        const int r0 = groups * cpu::kDenseGroupRows;
-        if (r0 == V) return;
-        if (bf16) {
-            return k_.dense_gemm_bf16(static_cast<const uint16_t*>(head.data), H, r0, V, normed, R,
-                                      H, logits, V);
-        }
-        return k_.dense_gemm_f32(static_cast<const float*>(head.data), H, r0, V, normed, R, H,
-                                 logits, V);
-    }
-    share<true>(pool_, work, share_min_work_, V, 64, [&](int64_t v0, int64_t v1) {
-        const int r0 = static_cast<int>(v0), r1 = static_cast<int>(v1);
+    // Rows [r0, r1) from the matrix as the file stores it.
+    auto rows = [&](int r0, int r1) {
         switch (head.format) {
             case DenseFormat::F32:
                 return k_.dense_gemm_f32(static_cast<const float*>(head.data), H, r0, r1, normed, R,
@@ -475,7 +457,21 @@ void ForwardPass::lm_head(const float* normed, int R, float* logits) {
                 return k_.dense_gemm_i8r(static_cast<const int8_t*>(head.data), head.row_scale, H,
                                          r0, r1, normed, R, H, logits, V);
         }
-    });
+    };
+    if (head.groups.size() != 0 && k_.dense_groups_gemm != nullptr) {
+        // Whole row groups from the copy; the rows after the last group row-major, whose sums
+        // have the same bits either way (kernels.h).
+        const int groups = V / cpu::kDenseGroupRows;
+        const bool bf16 = head.format == DenseFormat::BF16;
+        share<true>(pool_, work, share_min_work_, groups, 4, [&](int64_t g0, int64_t g1) {
+            k_.dense_groups_gemm(head.groups.data(), bf16, H, static_cast<int>(g0),
+                                 static_cast<int>(g1), normed, R, H, logits, V);
+        });
+        if (groups * cpu::kDenseGroupRows < V) rows(groups * cpu::kDenseGroupRows, V);
+        return;
+    }
+    share<true>(pool_, work, share_min_work_, V, 64,
+                [&](int64_t v0, int64_t v1) { rows(static_cast<int>(v0), static_cast<int>(v1)); });
 }
 
 void ForwardPass::run(std::span<ForwardItem> items) {

@@ -202,6 +202,7 @@ std::vector<float> GgufLoader::norm(const std::string& name, int size) {
 DenseMatrix GgufLoader::dense(const std::string& name, int rows, int cols) {
     const TensorEntry& t = expect(name, {cols, rows});
     DenseMatrix m;
+    m.name = name;
     m.rows = rows;
     m.cols = cols;
     switch (t.type) {

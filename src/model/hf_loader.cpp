@@ -109,6 +109,7 @@ std::vector<float> HfLoader::norm(const std::string& name, int size) {
 DenseMatrix HfLoader::dense(const std::string& name, int rows, int cols) {
     const StTensor& t = expect(name, {rows, cols});
     DenseMatrix m;
+    m.name = name;
     m.rows = rows;
     m.cols = cols;
     if (!is_float(t.dtype)) {

@@ -31,26 +31,17 @@ std::shared_ptr<const Model> make_model(std::unique_ptr<Model::Impl> impl) {
                                                : std::vector<std::string>{};
     // Matrices that stay in cache get a copy in row groups for the AVX-512 VNNI GEMV, which has
     // nothing to reduce across lanes there: 1.13x a decode step of the 1m model.
-    const std::vector<std::pair<std::string, size_t>> grouped =
+    std::vector<std::pair<std::string, size_t>> grouped =
         cpu::isa_supported(cpu::Isa::AVX512VNNI) ? group_cached_weights(impl->weights)
                                                  : std::vector<std::pair<std::string, size_t>>{};
     // A small f32 or bf16 head likewise, for the AVX-512 head kernel (both AVX-512 levels): 1.9x
     // the 1m model's head.
-    const size_t head_groups =
-        cpu::isa_supported(cpu::Isa::AVX512) ? group_cached_head(impl->weights) : 0;
-    impl->info.engine_bytes += head_groups;
-    const char* head_names[] = {"lm_head.weight", "output.weight", "model.embed_tokens.weight",
-                                "token_embd.weight"};
+    if (cpu::isa_supported(cpu::Isa::AVX512)) {
+        if (auto head = group_cached_head(impl->weights)) grouped.push_back(std::move(*head));
+    }
     for (TensorInfo& t : impl->info.tensors) {
         if (std::find(tiled.begin(), tiled.end(), t.name) != tiled.end())
             t.engine_format += ", row tiles";
-        // The head's tensor: the untied head's names, else the embedding's.
-        const auto head_name = std::find(std::begin(head_names), std::end(head_names), t.name);
-        if (head_groups != 0 && head_name != std::end(head_names) &&
-            (head_name - std::begin(head_names) < 2) != impl->weights.tied) {
-            t.engine_format += ", + row groups";
-            t.engine_bytes += head_groups;
-        }
         for (const auto& [name, bytes] : grouped) {
             if (name != t.name) continue;
             t.engine_format += ", + row groups";

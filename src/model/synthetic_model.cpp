@@ -130,6 +130,7 @@ DenseMatrix SyntheticBuilder::embedding(const std::string& name, int rows, int c
     const bool direct =
         format == DenseFormat::F32 || format == DenseFormat::BF16 || format == DenseFormat::F16;
     DenseMatrix m;
+    m.name = name;
     m.format = direct ? format : DenseFormat::BF16;
     m.rows = rows;
     m.cols = cols;

@@ -99,15 +99,16 @@ std::vector<std::pair<std::string, size_t>> group_cached_weights(ModelWeights& w
     return grouped;
 }
 
-size_t group_cached_head(ModelWeights& weights, size_t max_bytes) {
+std::optional<std::pair<std::string, size_t>> group_cached_head(ModelWeights& weights,
+                                                                size_t max_bytes) {
     DenseMatrix& head = weights.tied ? weights.embedding : weights.lm_head_own;
-    if (head.format != DenseFormat::F32 && head.format != DenseFormat::BF16) return 0;
+    if (head.format != DenseFormat::F32 && head.format != DenseFormat::BF16) return std::nullopt;
     const size_t elem = head.format == DenseFormat::F32 ? 4 : 2;
     const size_t bytes = cpu::dense_groups_bytes(head.rows, head.cols, elem);
-    if (bytes == 0 || head.bytes() >= max_bytes || head.groups.size() != 0) return 0;
+    if (bytes == 0 || head.bytes() >= max_bytes || head.groups.size() != 0) return std::nullopt;
     head.groups = AlignedBuffer<uint8_t>(bytes, false);
     cpu::group_dense_rows(head.data, head.rows, head.cols, elem, head.groups.data());
-    return bytes;
+    return std::pair{head.name, bytes};
 }
 
 const char* dense_format_name(DenseFormat format) noexcept {
@@ -212,6 +213,7 @@ void DenseMatrix::row_to_f32(int row, float* out) const {
 
 DenseMatrix convert_dense(const DenseMatrix& src, DenseFormat format) {
     DenseMatrix m;
+    m.name = src.name;
     m.format = format;
     m.rows = src.rows;
     m.cols = src.cols;

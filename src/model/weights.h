@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,6 +47,7 @@ size_t dense_format_bytes(DenseFormat format, int rows, int cols) noexcept;
 
 // A dense matrix [rows, cols] in one of the DenseFormats; either mapped from a file or owned.
 struct DenseMatrix {
+    std::string name;  // the tensor's name in its file, as TensorInfo gives it
     DenseFormat format = DenseFormat::F32;
     const void* data = nullptr;        // the format's bytes (I8R: the int8 rows)
     const float* row_scale = nullptr;  // I8R only: [rows]
@@ -151,9 +153,10 @@ std::vector<std::pair<std::string, size_t>> group_cached_weights(
 // rows are a multiple of 16 long gets a copy in dense row groups (kernels.h), which the AVX-512
 // head kernel reads instead: 1.9-2x over the row-major rows for the 1m model's 512 x 128 bf16
 // head (1.2-1.4x for 4-32 activation rows), where reducing across lanes and widening bf16 took
-// as long as the multiply-adds. The sums have the same bits either way. Returns the bytes of
-// the copy, 0 when none was made.
-size_t group_cached_head(ModelWeights& weights, size_t max_bytes = kGroupedMaxBytes);
+// as long as the multiply-adds. The sums have the same bits either way. Returns the head's name
+// with the bytes of the copy, or nothing when none was made.
+std::optional<std::pair<std::string, size_t>> group_cached_head(
+    ModelWeights& weights, size_t max_bytes = kGroupedMaxBytes);
 
 // Rotary embedding frequencies; cos/sin are computed per token in the forward pass, which costs
 // far less than a layer and needs no table sized for the longest context.

@@ -131,8 +131,8 @@ struct QuantizedActivations {
 // Dense row groups: a second copy of a small f32 or bf16 head (columns a multiple of 16), read by
 // the AVX-512 head kernel. Rows [0, rows / 16 * 16) go in groups of kDenseGroupRows, and a
 // 64-byte line holds one dword of each of the group's sixteen rows: with f32, line c is column
-// c; with bf16, line c holds columns 2c (low half) and 2c + 1 (high half). Group g is the
-// 16 * cols * element bytes from g times that. A broadcast activation times a line then adds
+// c; with bf16, line c holds columns 2c (low half) and 2c + 1 (high half). Group g starts
+// g * 16 * cols elements in. A broadcast activation times a line then adds
 // into sixteen rows' sums at once, with nothing to reduce across lanes; a small model's head
 // spent about half its time in those reductions and in widening bf16 halves.
 inline constexpr int kDenseGroupRows = 16;
