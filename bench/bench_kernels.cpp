@@ -123,6 +123,24 @@ void bench_ternary(benchmark::State& state, Isa isa, int rows, int cols, int m, 
                             static_cast<int64_t>(rows) * cols);
 }
 
+// A small model's one-token product in cache (the 1m model's shapes), from the packed rows or
+// from the row-group copy the engine makes on AVX-512 VNNI CPUs (kernels.h), same results.
+void bench_ternary_groups(benchmark::State& state, Isa isa, int rows, int cols, bool groups) {
+    const KernelTable& k = kernels(isa);
+    const TernaryWeights& w = cached<TernaryWeights>(rows, cols, false, false);
+    const Activations& x = cached<Activations>(1, cols);
+    AlignedBuffer<uint8_t> grouped(ternary_groups_bytes(w.view()), false);
+    const TernaryMatrixView view = groups ? group_ternary_rows(w.view(), grouped.data()) : w.view();
+    std::vector<float> y(static_cast<size_t>(rows));
+    const QuantizedActivations acts = x.view();
+    for (auto _ : state) {
+        k.ternary_gemm(view, 0, rows, acts, y.data(), rows);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * rows * cols);
+}
+
 // Times run() (one head product into y); bytes are the head's, items its multiply-adds.
 template <typename Run>
 void run_head(benchmark::State& state, size_t weight_bytes, int64_t multiply_adds,
@@ -376,6 +394,19 @@ void register_all() {
                                              .c_str(),
                                          bench_lm_head_i8, isa, rows, 2560, m)
                 ->Unit(benchmark::kMicrosecond);
+        }
+        // Row groups serve one-token products at the VNNI level only.
+        for (const auto& [rows, cols] :
+             std::vector<std::pair<int, int>>{{128, 128}, {512, 128}, {128, 512}}) {
+            for (bool groups : {false, true}) {
+                if (groups && isa != Isa::AVX512VNNI) continue;
+                const std::string name =
+                    std::string(groups ? "ternary_groups_gemv/" : "ternary_gemm/") + level +
+                    "/small_" + std::to_string(rows) + "x" + std::to_string(cols) + "/M=1";
+                benchmark::RegisterBenchmark(name.c_str(), bench_ternary_groups, isa, rows, cols,
+                                             groups)
+                    ->Unit(benchmark::kNanosecond);
+            }
         }
         for (int m : {1, 4}) {
             for (bool groups : {false, true}) {

@@ -601,25 +601,29 @@ inline void row_groups_gemv(const TernaryMatrixView& w, int g0, const QuantizedA
 #pragma GCC unroll 4
         for (int i = 0; i < 4; ++i) acc[g][i] = _mm512_setzero_si512();
     }
-    for (int b = 0; b < n_blocks; ++b) {
-        const int s = b + 1 < n_blocks ? 4 : tail_steps;  // the block's steps
-        const int8_t* xb = x.q + b * kTernaryBlock;
-        for (int d = 0; d < 4 * s; ++d) {
-            __m512i v[G];
+    // Vector d of a block with s steps: bit pair i pairs with activations 16 s i + 4 d.
+    auto step = [&](const uint8_t* vec, const int8_t* xd, int s) __attribute__((always_inline)) {
+        __m512i v[G];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; ++g) v[g] = _mm512_load_si512(vec + g * group_bytes);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+            int32_t xi;
+            memcpy(&xi, xd + 16 * s * i, sizeof xi);
+            const __m512i xv = _mm512_set1_epi32(xi);
 #pragma GCC unroll 4
             for (int g = 0; g < G; ++g)
-                v[g] = _mm512_load_si512(group + g * group_bytes + (16 * b + d) * 64);
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i) {
-                int32_t xd;
-                memcpy(&xd, xb + 16 * s * i + 4 * d, sizeof xd);
-                const __m512i xv = _mm512_set1_epi32(xd);
-#pragma GCC unroll 4
-                for (int g = 0; g < G; ++g)
-                    acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], _mm512_and_si512(v[g], mask[i]), xv);
-            }
+                acc[g][i] = _mm512_dpbusd_epi32(acc[g][i], _mm512_and_si512(v[g], mask[i]), xv);
         }
+    };
+    // Whole blocks with a constant step count (a runtime one made GCC copy and spill the
+    // accumulators every step), then the last block's tail_steps.
+    const uint8_t* vec = group;
+    const int8_t* xb = x.q;
+    for (int b = 0; b + 1 < n_blocks; ++b, xb += kTernaryBlock) {
+        for (int d = 0; d < 16; ++d, vec += 64) step(vec, xb + 4 * d, 4);
     }
+    for (int d = 0; d < 4 * tail_steps; ++d, vec += 64) step(vec, xb + 4 * d, tail_steps);
     const __m512i row_sum = _mm512_set1_epi32(x.row_sum[0]);
     const __m512 scale = _mm512_set1_ps(x.out_scale[0]);
 #pragma GCC unroll 4
