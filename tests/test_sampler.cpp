@@ -15,6 +15,7 @@
 
 #include "bitnet/error.h"
 #include "bitnet/sampling.h"
+#include "runtime/argmax.h"
 
 namespace bitnet::test {
 namespace {
@@ -655,6 +656,27 @@ TEST(SamplerLargeVocab, Llama3VocabularyRandomLogits) {
         }
         Sampler again(p);
         EXPECT_EQ(draw(again, logits, 200, history), ids);
+    }
+}
+
+// The greedy pick keeps eight running maxima: every length around the lanes and the tail, ties
+// (few distinct values) at any position, and -inf logits, against std::max_element.
+TEST(FirstArgmax, IsTheFirstLargestValue) {
+    std::mt19937 gen(7);
+    for (size_t n : {1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 100, 512, 513, 4099}) {
+        for (int distinct : {2, 5, 1000000}) {
+            std::uniform_int_distribution<int> pick(0, distinct - 1);
+            for (int trial = 0; trial < 20; ++trial) {
+                std::vector<float> x(n);
+                for (float& v : x) v = static_cast<float>(pick(gen)) * 0.25f - 3.f;
+                if (trial % 4 == 1) x[gen() % n] = -kInf;
+                if (trial % 4 == 2) std::fill(x.begin(), x.end(), -kInf);
+                const size_t want =
+                    static_cast<size_t>(std::max_element(x.begin(), x.end()) - x.begin());
+                ASSERT_EQ(first_argmax(x.data(), n), want)
+                    << "n " << n << ", " << distinct << " values, trial " << trial;
+            }
+        }
     }
 }
 

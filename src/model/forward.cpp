@@ -275,16 +275,34 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     // streams too short for the hardware prefetchers to pick up, so each unit fetches the
     // next one's while it computes. Longer streams the prefetchers find, and the caches of
     // steps past kKvFromMemoryBytes have the kernel's own fetching ahead.
+    // Unit u is part u % parts of group u / parts, which is (token, KV head) in the order above.
+    // A thread's units are consecutive, so it divides once and then steps: three 64-bit
+    // divisions a unit (six with the unit fetched ahead) cost the 1m model 0.1-0.2 us a step.
     struct Unit {
         int64_t t;    // the token
         int kv_head;  // whose keys and values it reads
-        int first_head;
+        int part;
     };
+    const int kv_heads = c.num_kv_heads;
     auto unit_at = [&](int64_t u) {
-        const int64_t grp = u / parts, part = u % parts;
-        const int64_t kv_head = one_token_each ? grp % c.num_kv_heads : grp / M;
-        return Unit{one_token_each ? grp / c.num_kv_heads : grp % M, static_cast<int>(kv_head),
-                    static_cast<int>(kv_head * group + part * per_unit)};
+        const int64_t grp = u / parts;
+        const int part = static_cast<int>(u % parts);
+        if (one_token_each) return Unit{grp / kv_heads, static_cast<int>(grp % kv_heads), part};
+        return Unit{grp % M, static_cast<int>(grp / M), part};
+    };
+    auto next_unit = [&](Unit n) {
+        if (++n.part < parts) return n;
+        n.part = 0;
+        if (one_token_each) {
+            if (++n.kv_head == kv_heads) {
+                n.kv_head = 0;
+                ++n.t;
+            }
+        } else if (++n.t == M) {
+            n.t = 0;
+            ++n.kv_head;
+        }
+        return n;
     };
     auto prefetch_unit = [&](const Unit& unit) {
         const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[unit.t])].cache;
@@ -300,9 +318,12 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     const bool fetch_next = !b.prefetch_kv;
     share(pool_, attention_work, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
-        for (int64_t u = u0; u < u1; ++u) {
-            if (fetch_next && u + 1 < u1) prefetch_unit(unit_at(u + 1));
-            const auto [t, kv_head, first_head] = unit_at(u);
+        Unit unit = unit_at(u0);
+        for (int64_t u = u0; u < u1; ++u, unit = next_unit(unit)) {
+            if (fetch_next && u + 1 < u1) prefetch_unit(next_unit(unit));
+            const int64_t t = unit.t;
+            const int kv_head = unit.kv_head;
+            const int first_head = kv_head * group + unit.part * per_unit;
             const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[t])].cache;
             const int n_keys = b.pos[t] + 1;
             const size_t need = static_cast<size_t>(n_keys) * per_unit;

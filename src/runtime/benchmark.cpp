@@ -24,6 +24,7 @@
 #include "core/thread_pool.h"
 #include "model/forward.h"
 #include "model/model_impl.h"
+#include "runtime/argmax.h"
 #include "runtime/engine_impl.h"
 #include "runtime/prompt_lookup.h"
 
@@ -38,7 +39,7 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 }
 
 int argmax(const float* x, int n) {
-    return static_cast<int>(std::max_element(x, x + n) - x);
+    return static_cast<int>(first_argmax(x, static_cast<size_t>(n)));
 }
 
 Spread spread_of(std::vector<double> v) {

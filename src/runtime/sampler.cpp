@@ -10,6 +10,7 @@
 #include <string>
 
 #include "bitnet/error.h"
+#include "runtime/argmax.h"
 
 namespace bitnet {
 namespace {
@@ -127,10 +128,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
 
     // 3) Greedy: argmax, ties to the lowest id, no random draw.
     if (p.temperature <= 0.f) {
-        size_t best = 0;
-        for (size_t i = 1; i < vocab; ++i) {
-            if (logits[i] > logits[best]) best = i;
-        }
+        const size_t best = first_argmax(logits.data(), vocab);
         if (logits[best] == kNegInf) invalid("every token is banned (all logits are -inf)");
         return static_cast<int32_t>(best);
     }
