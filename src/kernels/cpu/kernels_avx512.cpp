@@ -145,12 +145,14 @@ void for_tiles(int r_begin, int r_end, int n_m, Tile& tile, bool align_rows = fa
 
 // ---- activation quantisation -------------------------------------------------------------
 
-float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+// quantize_row_i8 of the n values that values(i, m) gives 16 at a time (lanes past mask m 0).
+template <typename Values>
+__attribute__((always_inline)) inline float quantize_values(int n, int n_pad, int8_t* q,
+                                                            int32_t* sum, Values values) {
     const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     __m512 vmax = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
-        const __m512 v = _mm512_maskz_loadu_ps(mask16(n - i), x + i);
-        vmax = _mm512_max_ps(vmax, _mm512_and_ps(v, abs_mask));
+        vmax = _mm512_max_ps(vmax, _mm512_and_ps(values(i, mask16(n - i)), abs_mask));
     }
     const float amax = _mm512_reduce_max_ps(vmax);
     const float scale = 127.f / (amax < 1e-5f ? 1e-5f : amax);
@@ -162,7 +164,7 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     __m512i vsum = _mm512_setzero_si512();
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = mask16(n - i);
-        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
+        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(values(i, m), vs));
         v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
         vsum = _mm512_add_epi32(vsum, v);  // masked-off lanes are zero
         _mm512_mask_cvtepi32_storeu_epi8(q + i, m, v);
@@ -170,6 +172,11 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     if (n_pad > n) memset(q + n, 0, static_cast<size_t>(n_pad - n));
     *sum = _mm512_reduce_add_epi32(vsum);
     return scale;
+}
+
+float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+    return quantize_values(n, n_pad, q, sum,
+                           [x](int i, __mmask16 m) { return _mm512_maskz_loadu_ps(m, x + i); });
 }
 
 // ---- ternary GEMM -------------------------------------------------------------------------
@@ -240,7 +247,7 @@ inline __m256 reduce8_ps(const __m512* v) {
 
 // Sixteen horizontal sums in one vector, in block_sums4_ps's order: the last two steps add
 // 128-bit blocks of two vectors at a time instead of halving one vector.
-inline __m512 reduce16_ps(const __m512* v) {
+__attribute__((always_inline)) inline __m512 reduce16_ps(const __m512* v) {
     __m512 s[4];
 #pragma GCC unroll 4
     for (int g = 0; g < 4; ++g)
@@ -1492,7 +1499,8 @@ inline __m512 exp_nonpos(__m512 x) {
     return _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(e)), _mm512_set1_ps(0x1p-64f));
 }
 
-void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+// 1 / sqrt(mean(x^2) + eps), the factor of rms_norm.
+float rms_inverse(const float* x, int n, float eps) {
     __m512 ss0 = _mm512_setzero_ps();
     __m512 ss1 = _mm512_setzero_ps();
     int i = 0;
@@ -1507,12 +1515,28 @@ void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
         ss0 = _mm512_fmadd_ps(a, a, ss0);
     }
     const float ss = _mm512_reduce_add_ps(_mm512_add_ps(ss0, ss1));
-    const __m512 inv = _mm512_set1_ps(1.f / sqrtf(ss / static_cast<float>(n) + eps));
-    for (i = 0; i < n; i += 16) {
+    return 1.f / sqrtf(ss / static_cast<float>(n) + eps);
+}
+
+// rms_norm's 16 outputs at i.
+inline __m512 normed(const float* x, const float* w, __m512 inv, int i, __mmask16 m) {
+    return _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i),
+                         _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+    const __m512 inv = _mm512_set1_ps(rms_inverse(x, n, eps));
+    for (int i = 0; i < n; i += 16) {
         const __mmask16 m = mask16(n - i);
-        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
-        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v));
+        _mm512_mask_storeu_ps(out + i, m, normed(x, w, inv, i, m));
     }
+}
+
+float rms_norm_quantize_i8(const float* x, const float* w, int n, float eps, int n_pad, int8_t* q,
+                           int32_t* sum) {
+    const __m512 inv = _mm512_set1_ps(rms_inverse(x, n, eps));
+    return quantize_values(n, n_pad, q, sum,
+                           [&](int i, __mmask16 m) { return normed(x, w, inv, i, m); });
 }
 
 void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
@@ -1591,6 +1615,61 @@ inline __m512 load_kv(const void* base, size_t off, __mmask16 m) {
     }
 }
 
+// bf16 keys and values are read a 64-byte line (32 dimensions) at a time and widened with a
+// shift (the low halves: even dimensions) and an AND (the high halves: odd dimensions). That is
+// two simple vector operations a line, where widening 16 dimensions at a time takes a
+// zero-extending shuffle and a shift, and the shuffles bound a small model's attention over
+// caches in L2. A score pass therefore meets the dimensions of each line in split order (the
+// query is split alike, split_queries), and the value pass interleaves its sums when it stores
+// them, so the outputs keep the bits of the plain widening.
+constexpr bool split_pairs(KvType t) {
+    return t == KvType::BF16;
+}
+
+// Lanes [0, n) of a 32-lane mask; n may exceed 32 or be negative.
+inline __mmask32 mask32(int n) {
+    if (n <= 0) return 0;
+    return n >= 32 ? ~static_cast<__mmask32>(0) : (static_cast<__mmask32>(1) << n) - 1;
+}
+
+// The dimensions a score pass runs over: head_dim, or for split types whole lines.
+template <KvType T>
+inline int score_dims(int head_dim) {
+    return split_pairs(T) ? (head_dim + 31) & ~31 : head_dim;
+}
+
+// A split type's line of 32 dimensions at element offset `at`, lanes past `mask` 0, and its
+// even dimensions (the low halves) and odd ones (the high halves) as floats.
+inline __m512i load_line(const void* base, size_t at, __mmask32 mask) {
+    return _mm512_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(base) + at);
+}
+inline __m512 even_dims(__m512i line) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(line, 16));
+}
+inline __m512 odd_dims(__m512i line) {
+    return _mm512_castsi512_ps(_mm512_and_si512(line, _mm512_set1_epi32(-65536)));
+}
+
+// n queries of head_dim values (stride head_dim) in the split order of load_line: per line of 32
+// dimensions, the 16 even ones, then the 16 odd ones; `out` holds score_dims values a query,
+// zero past head_dim.
+inline void split_queries(const float* q, int n, int head_dim, float* out) {
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const int dims = score_dims<KvType::BF16>(head_dim);
+    for (int i = 0; i < n; ++i) {
+        const float* qi = q + static_cast<size_t>(i) * head_dim;
+        float* oi = out + static_cast<size_t>(i) * dims;
+        for (int d = 0; d < dims; d += 32) {
+            const __m512 lo = _mm512_maskz_loadu_ps(mask16(head_dim - d), qi + d);
+            const __m512 hi = _mm512_maskz_loadu_ps(mask16(head_dim - d - 16), qi + d + 16);
+            _mm512_storeu_ps(oi + d, _mm512_permutex2var_ps(lo, even, hi));
+            _mm512_storeu_ps(oi + d + 16, _mm512_permutex2var_ps(lo, odd, hi));
+        }
+    }
+}
+
 // Keys ahead of the one in work whose rows are fetched into L2: the hardware prefetchers
 // alone read a decoding batch's caches at about 40% of the rate a plain read reaches. Into L2
 // (T1) and 32 keys ahead measured best (20-22 ms against 27 ms for T0 at 16 keys and 33 ms
@@ -1623,7 +1702,8 @@ template <KvType T, int Q, int N, bool kPrefetch>
 __attribute__((always_inline)) inline void score_tile(const AttentionHeadArgs& a, const float* q,
                                                       float* s, int p0) {
     if constexpr (kPrefetch) prefetch_kv_rows<T>(a, a.k, p0 + kKvPrefetchKeys, N);
-    const size_t hd = static_cast<size_t>(a.head_dim), n = static_cast<size_t>(a.n_keys);
+    const int dims = score_dims<T>(a.head_dim);
+    const size_t qstride = static_cast<size_t>(dims), n = static_cast<size_t>(a.n_keys);
     __m512 acc[Q][N];
 #pragma GCC unroll 16
     for (int i = 0; i < Q; ++i) {
@@ -1632,17 +1712,37 @@ __attribute__((always_inline)) inline void score_tile(const AttentionHeadArgs& a
     }
     const size_t stride = a.row_stride;
     const void* const k = a.k;
-    for (int d = 0; d < a.head_dim; d += 16) {
-        const __mmask16 m = mask16(a.head_dim - d);
-        __m512 kv[N];
-#pragma GCC unroll 16
-        for (int j = 0; j < N; ++j)
-            kv[j] = load_kv<T>(k, static_cast<size_t>(p0 + j) * stride + d, m);
+    // Every query's sums add the 16-wide chunk at d of each key.
+    auto add_chunk = [&](int d, const __m512* kv) __attribute__((always_inline)) {
+        const __mmask16 m = mask16(dims - d);
 #pragma GCC unroll 16
         for (int i = 0; i < Q; ++i) {
-            const __m512 qv = _mm512_maskz_loadu_ps(m, q + i * hd + d);
+            const __m512 qv = _mm512_maskz_loadu_ps(m, q + i * qstride + d);
 #pragma GCC unroll 16
             for (int j = 0; j < N; ++j) acc[i][j] = _mm512_fmadd_ps(qv, kv[j], acc[i][j]);
+        }
+    };
+    if constexpr (split_pairs(T)) {
+        for (int d = 0; d < dims; d += 32) {
+            const __mmask32 lm = mask32(a.head_dim - d);
+            __m512 even[N], odd[N];
+#pragma GCC unroll 16
+            for (int j = 0; j < N; ++j) {
+                const __m512i line = load_line(k, static_cast<size_t>(p0 + j) * stride + d, lm);
+                even[j] = even_dims(line);
+                odd[j] = odd_dims(line);
+            }
+            add_chunk(d, even);
+            add_chunk(d + 16, odd);
+        }
+    } else {
+        for (int d = 0; d < dims; d += 16) {
+            const __mmask16 m = mask16(a.head_dim - d);
+            __m512 kv[N];
+#pragma GCC unroll 16
+            for (int j = 0; j < N; ++j)
+                kv[j] = load_kv<T>(k, static_cast<size_t>(p0 + j) * stride + d, m);
+            add_chunk(d, kv);
         }
     }
     const __m128 scale = _mm_set1_ps(a.scale);
@@ -1674,8 +1774,9 @@ inline void score_rest(const AttentionHeadArgs& a, const float* q, float* s, int
 // score_tile's order, so the bits are the same.
 template <KvType T, int DC, bool kPrefetch>
 __attribute__((always_inline)) inline void score_tile16_short(const AttentionHeadArgs& a,
-                                                              const __m512* qv, const __mmask16* m,
-                                                              float* s, int p0) {
+                                                              const __m512* qv, const __mmask16* km,
+                                                              const __mmask32* lm, float* s,
+                                                              int p0) {
     if constexpr (kPrefetch) prefetch_kv_rows<T>(a, a.k, p0 + kKvPrefetchKeys, 16);
     const size_t stride = a.row_stride;
     const void* const k = a.k;
@@ -1685,26 +1786,37 @@ __attribute__((always_inline)) inline void score_tile16_short(const AttentionHea
     for (int j = 0; j < 16; ++j, row += stride) {
         acc[j] = _mm512_setzero_ps();
 #pragma GCC unroll 4
-        for (int c = 0; c < DC; ++c)
-            acc[j] = _mm512_fmadd_ps(qv[c], load_kv<T>(k, row + 16 * c, m[c]), acc[j]);
+        for (int c = 0; c < DC; ++c) {
+            if constexpr (split_pairs(T)) {
+                if (c % 2 != 0) continue;  // with the even chunk before it
+                const __m512i line = load_line(k, row + 16 * c, lm[c / 2]);
+                acc[j] = _mm512_fmadd_ps(qv[c], even_dims(line), acc[j]);
+                acc[j] = _mm512_fmadd_ps(qv[c + 1], odd_dims(line), acc[j]);
+            } else {
+                acc[j] = _mm512_fmadd_ps(qv[c], load_kv<T>(k, row + 16 * c, km[c]), acc[j]);
+            }
+        }
     }
     _mm512_storeu_ps(s + p0, _mm512_mul_ps(reduce16_ps(acc), _mm512_set1_ps(a.scale)));
 }
 
 template <KvType T, int DC>
 inline void score_keys_short(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
-    __mmask16 m[DC];
+    const int dims = score_dims<T>(a.head_dim);
     __m512 qv[DC];
+    __mmask16 km[DC];          // each chunk's
+    __mmask32 lm[DC / 2 + 1];  // split types: each line's
 #pragma GCC unroll 4
     for (int c = 0; c < DC; ++c) {
-        m[c] = mask16(a.head_dim - 16 * c);
-        qv[c] = _mm512_maskz_loadu_ps(m[c], q + 16 * c);
+        qv[c] = _mm512_maskz_loadu_ps(mask16(dims - 16 * c), q + 16 * c);
+        km[c] = mask16(a.head_dim - 16 * c);
+        lm[c / 2] = mask32(a.head_dim - 32 * (c / 2));
     }
     int p = 0;
     if (prefetch) {
-        for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, true>(a, qv, m, s, p);
+        for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, true>(a, qv, km, lm, s, p);
     } else {
-        for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, false>(a, qv, m, s, p);
+        for (; p + 16 <= a.n_keys; p += 16) score_tile16_short<T, DC, false>(a, qv, km, lm, s, p);
     }
     score_rest<T, 1>(a, q, s, p);
 }
@@ -1729,7 +1841,8 @@ inline void score_keys(const AttentionHeadArgs& a, const float* q, float* s, boo
 template <KvType T, int Q>
 inline void score_pass(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
     if constexpr (Q == 1) {
-        if (a.head_dim > 16 && a.head_dim <= 32) return score_keys_short<T, 2>(a, q, s, prefetch);
+        const int dims = score_dims<T>(a.head_dim);
+        if (dims > 16 && dims <= 32) return score_keys_short<T, 2>(a, q, s, prefetch);
         if (a.head_dim <= 64) return score_keys<T, 1, 4>(a, q, s, prefetch);
         return score_keys<T, 1, 8>(a, q, s, prefetch);
     } else {
@@ -1749,6 +1862,9 @@ inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, i
     __mmask16 m[SB];
 #pragma GCC unroll 16
     for (int s = 0; s < SB; ++s) m[s] = mask16(a.head_dim - d0 - 16 * s);
+    __mmask32 line_mask[SB / 2 + 1];  // split types: the line of slices 2j and 2j + 1
+#pragma GCC unroll 8
+    for (int j = 0; j < SB / 2; ++j) line_mask[j] = mask32(a.head_dim - d0 - 32 * j);
     __m512 acc[Q][U][SB];
 #pragma GCC unroll 16
     for (int i = 0; i < Q; ++i) {
@@ -1761,11 +1877,24 @@ inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, i
     // Locals: read through `a` inside the loop, they were loaded again for every key.
     const size_t stride = a.row_stride;
     const void* const v = a.v;
-    auto key = [&](int u, int p) {
+    // Inlined by force: the split pairs' code made GCC call it for every key.
+    auto key = [&](int u, int p) __attribute__((always_inline)) {
         const size_t row = static_cast<size_t>(p) * stride + d0;
         __m512 vv[SB];
+        if constexpr (split_pairs(T)) {
+            // Slices 2j and 2j + 1 from one line: the even and the odd dimensions; an odd last
+            // slice alone.
+#pragma GCC unroll 8
+            for (int j = 0; j < SB / 2; ++j) {
+                const __m512i line = load_line(v, row + 32 * j, line_mask[j]);
+                vv[2 * j] = even_dims(line);
+                vv[2 * j + 1] = odd_dims(line);
+            }
+            if constexpr (SB % 2 != 0) vv[SB - 1] = load_kv<T>(v, row + 16 * (SB - 1), m[SB - 1]);
+        } else {
 #pragma GCC unroll 16
-        for (int s = 0; s < SB; ++s) vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
+            for (int s = 0; s < SB; ++s) vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < Q; ++i) {
             const __m512 pw = _mm512_set1_ps(w[i * n + p]);
@@ -1793,13 +1922,27 @@ inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, i
     // Unrolled: an indexed acc would stay in memory, stored after every FMA above.
 #pragma GCC unroll 4
     for (int i = 0; i < Q; ++i) {
+        __m512 sum[SB];
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
-            __m512 sum = acc[i][0][s];
+            sum[s] = acc[i][0][s];
 #pragma GCC unroll 4
-            for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[i][u][s]);
-            _mm512_mask_storeu_ps(out + i * hd + d0 + 16 * s, m[s], sum);
+            for (int u = 1; u < U; ++u) sum[s] = _mm512_add_ps(sum[s], acc[i][u][s]);
         }
+        if constexpr (split_pairs(T)) {
+            const __m512i first =
+                _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+            const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+#pragma GCC unroll 8
+            for (int j = 0; j < SB / 2; ++j) {
+                const __m512 even = sum[2 * j], odd = sum[2 * j + 1];
+                sum[2 * j] = _mm512_permutex2var_ps(even, first, odd);
+                sum[2 * j + 1] = _mm512_permutex2var_ps(even, second, odd);
+            }
+        }
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s)
+            _mm512_mask_storeu_ps(out + i * hd + d0 + 16 * s, m[s], sum[s]);
     }
 }
 
@@ -1826,12 +1969,24 @@ inline void value_passes(const AttentionHeadArgs& a, const float* w, float* out,
     }
 }
 
+// Split queries of up to this many dimensions stay on the stack.
+constexpr int kSplitQueryFloats = kQueriesPerPass * 512;
+
 template <KvType T, int Q>
 inline void query_chunk(const AttentionHeadArgs& a, int i0, bool prefetch) {
     const size_t hd = static_cast<size_t>(a.head_dim), n = static_cast<size_t>(a.n_keys);
     const float* q = a.q + i0 * hd;
     float* s = a.scratch + i0 * n;
-    score_pass<T, Q>(a, q, s, prefetch);
+    if constexpr (split_pairs(T)) {
+        const size_t floats = static_cast<size_t>(Q) * score_dims<T>(a.head_dim);
+        alignas(64) float on_stack[kSplitQueryFloats];
+        std::vector<float> on_heap(floats > kSplitQueryFloats ? floats : 0);
+        float* split = on_heap.empty() ? on_stack : on_heap.data();
+        split_queries(q, Q, a.head_dim, split);
+        score_pass<T, Q>(a, split, s, prefetch);
+    } else {
+        score_pass<T, Q>(a, q, s, prefetch);
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < Q; ++i) softmax(s + i * n, a.n_keys);
     if (a.head_dim <= 64) {
@@ -1875,14 +2030,14 @@ void attention_head(const AttentionHeadArgs& a) {
 
 }  // namespace
 
-#define BITNET_KERNEL_ENTRIES                                                   \
-    .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,           \
-    .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,       \
-    .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,       \
-    .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r,           \
-    .dense_groups_gemm = dense_groups_gemm, .rms_norm = rms_norm, .rope = rope, \
-    .softmax = softmax, .relu2_mul = relu2_mul, .silu_mul = silu_mul,           \
-    .attention_head = attention_head
+#define BITNET_KERNEL_ENTRIES                                                       \
+    .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,               \
+    .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,           \
+    .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,           \
+    .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r,               \
+    .dense_groups_gemm = dense_groups_gemm, .rms_norm = rms_norm,                   \
+    .rms_norm_quantize_i8 = rms_norm_quantize_i8, .rope = rope, .softmax = softmax, \
+    .relu2_mul = relu2_mul, .silu_mul = silu_mul, .attention_head = attention_head
 
 #if BITNET_VNNI
 const KernelTable* avx512vnni_kernels() {
