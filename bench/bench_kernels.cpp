@@ -14,6 +14,7 @@
 
 #include "core/aligned_buffer.h"
 #include "core/arena.h"
+#include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/dense_groups.h"
 #include "kernels/cpu/kernels.h"
@@ -240,11 +241,36 @@ void bench_quantize(benchmark::State& state, Isa isa, int n) {
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 
-// `queries` query heads sharing one KV head over n_keys cached positions (f32 KV, one head's
-// rows contiguous as the cache keeps them). `planes` > 1 cycles through that many heads' keys
-// and values, 2 x 256 KiB each at 256 keys x 128: a decoding batch's caches, read from memory.
-void bench_attention(benchmark::State& state, Isa isa, int head_dim, int n_keys, int queries,
-                     int planes, bool prefetch) {
+// A BitLinear input: RMSNorm and int8 quantisation of n values, fused (one kernel, no floats
+// stored) or as the two calls the forward pass made before the fused kernel.
+void bench_norm_quantize(benchmark::State& state, Isa isa, int n, bool fused) {
+    const KernelTable& k = kernels(isa);
+    std::vector<float> x(n), w(n), normed(n);
+    XorShift rng;
+    for (float& v : x) v = rng.uniform();
+    for (float& v : w) v = 0.5f + rng.uniform();
+    std::vector<int8_t> q(round_up(n, kTernaryBlock));
+    const int n_pad = static_cast<int>(q.size());
+    int32_t sum = 0;
+    for (auto _ : state) {
+        if (fused) {
+            benchmark::DoNotOptimize(
+                k.rms_norm_quantize_i8(x.data(), w.data(), n, 1e-5f, n_pad, q.data(), &sum));
+        } else {
+            k.rms_norm(x.data(), w.data(), n, 1e-5f, normed.data());
+            benchmark::DoNotOptimize(k.quantize_row_i8(normed.data(), n, n_pad, q.data(), &sum));
+        }
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+
+// `queries` query heads sharing one KV head over n_keys cached positions (keys and values of
+// `type`, one head's rows contiguous as the cache keeps them). `planes` > 1 cycles through that
+// many heads' keys and values, 2 x 256 KiB each at 256 f32 keys x 128: a decoding batch's
+// caches, read from memory.
+void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim, int n_keys,
+                     int queries, int planes, bool prefetch) {
     const KernelTable& k = kernels(isa);
     const size_t plane = static_cast<size_t>(head_dim) * n_keys;
     std::vector<float> kv(plane * 2 * planes), q(static_cast<size_t>(head_dim) * queries),
@@ -252,8 +278,15 @@ void bench_attention(benchmark::State& state, Isa isa, int head_dim, int n_keys,
     XorShift rng;
     for (float& v : kv) v = rng.uniform();
     for (float& v : q) v = rng.uniform();
+    std::vector<uint16_t> kv16(type == KvType::F32 ? 0 : kv.size());
+    for (size_t i = 0; i < kv16.size(); ++i)
+        kv16[i] = type == KvType::F16 ? f32_to_f16(kv[i]) : f32_to_bf16(kv[i]);
+    const size_t elem = type == KvType::F32 ? 4 : 2;
+    const char* base = type == KvType::F32 ? reinterpret_cast<const char*>(kv.data())
+                                           : reinterpret_cast<const char*>(kv16.data());
     AttentionHeadArgs a;
     a.q = q.data();
+    a.kv_type = type;
     a.row_stride = static_cast<size_t>(head_dim);
     a.n_keys = n_keys;
     a.head_dim = head_dim;
@@ -264,14 +297,26 @@ void bench_attention(benchmark::State& state, Isa isa, int head_dim, int n_keys,
     a.out = out.data();
     int next = 0;
     for (auto _ : state) {
-        a.k = kv.data() + 2 * plane * next;
-        a.v = kv.data() + 2 * plane * next + plane;
+        a.k = base + 2 * plane * elem * next;
+        a.v = base + (2 * plane * next + plane) * elem;
         next = next + 1 == planes ? 0 : next + 1;
         k.attention_head(a);
         benchmark::DoNotOptimize(out.data());
     }
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n_keys * head_dim *
                             queries);
+}
+
+const char* kv_type_label(KvType type) {
+    switch (type) {
+        case KvType::F32:
+            return "f32";
+        case KvType::F16:
+            return "f16";
+        case KvType::BF16:
+            return "bf16";
+    }
+    return "?";
 }
 
 // Synthetic models are built once per (shape, weights, head) and shared by the benchmarks.
@@ -419,11 +464,14 @@ void register_all() {
         }
         for (const auto& [hd, keys] :
              std::vector<std::pair<int, int>>{{32, 64}, {32, 256}, {128, 128}, {128, 1024}}) {
-            benchmark::RegisterBenchmark(("attention_head/" + level + "/head_dim=" +
-                                          std::to_string(hd) + "/keys=" + std::to_string(keys))
-                                             .c_str(),
-                                         bench_attention, isa, hd, keys, 1, 1, false)
-                ->Unit(benchmark::kNanosecond);
+            for (KvType type : {KvType::F32, KvType::BF16}) {
+                benchmark::RegisterBenchmark(
+                    ("attention_head/" + level + "/" + kv_type_label(type) +
+                     "/head_dim=" + std::to_string(hd) + "/keys=" + std::to_string(keys))
+                        .c_str(),
+                    bench_attention, isa, type, hd, keys, 1, 1, false)
+                    ->Unit(benchmark::kNanosecond);
+            }
         }
         // 2B-4T's four query heads a KV head: in L2, and from memory without and with prefetch.
         for (const auto& [planes, prefetch] :
@@ -431,14 +479,28 @@ void register_all() {
             const std::string where = planes == 1 ? "cached"
                                       : prefetch  ? "memory+prefetch"
                                                   : "memory";
-            benchmark::RegisterBenchmark(
-                ("attention_group/" + level + "/head_dim=128/keys=256/queries=4/" + where).c_str(),
-                bench_attention, isa, 128, 256, 4, planes, prefetch)
-                ->Unit(benchmark::kNanosecond);
+            for (KvType type : {KvType::F32, KvType::BF16}) {
+                benchmark::RegisterBenchmark(
+                    ("attention_group/" + level + "/" + kv_type_label(type) +
+                     "/head_dim=128/keys=256/queries=4/" + where)
+                        .c_str(),
+                    bench_attention, isa, type, 128, 256, 4, planes, prefetch)
+                    ->Unit(benchmark::kNanosecond);
+            }
         }
         benchmark::RegisterBenchmark(("quantize_row_i8/" + level + "/2560").c_str(), bench_quantize,
                                      isa, 2560)
             ->Unit(benchmark::kNanosecond);
+        for (int n : {128, 512, 2560}) {
+            for (bool fused : {false, true}) {
+                benchmark::RegisterBenchmark(
+                    ((fused ? "rms_norm_quantize_i8/" : "rms_norm+quantize_row_i8/") + level + "/" +
+                     std::to_string(n))
+                        .c_str(),
+                    bench_norm_quantize, isa, n, fused)
+                    ->Unit(benchmark::kNanosecond);
+            }
+        }
     }
     const Isa best = supported_isas().back();
     // The whole 2B-4T-shaped model (1.2 GB of weights built in memory, slow to set up): run

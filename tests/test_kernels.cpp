@@ -595,6 +595,34 @@ TEST_P(KernelTest, RmsNorm) {
     }
 }
 
+// The fused norm-and-quantise must give the bits of rms_norm followed by quantize_row_i8 at the
+// same level (the forward pass takes one for the other), on every level including the scalar one.
+void check_rms_norm_quantize(const KernelTable& k, int n, uint32_t seed) {
+    const std::vector<float> x = random_floats(n, seed, -4.f, 4.f);
+    const std::vector<float> w = random_floats(n, seed + 1, 0.5f, 2.f);
+    const int n_pad = round_up(n, 64) + 64;
+    std::vector<float> normed(n);
+    std::vector<int8_t> q_ref(n_pad + 1, 77), q(n_pad + 1, 77);
+    int32_t sum_ref = 0, sum = 0;
+    k.rms_norm(x.data(), w.data(), n, 1e-5f, normed.data());
+    const float s_ref = k.quantize_row_i8(normed.data(), n, n_pad, q_ref.data(), &sum_ref);
+    const float s = k.rms_norm_quantize_i8(x.data(), w.data(), n, 1e-5f, n_pad, q.data(), &sum);
+    ASSERT_TRUE(same_bits(s, s_ref)) << k.name << " n=" << n << ": " << s << " vs " << s_ref;
+    ASSERT_EQ(sum, sum_ref) << k.name << " n=" << n;
+    ASSERT_EQ(q, q_ref) << k.name << " n=" << n;  // q_ref[n_pad] = 77 checks nothing past n_pad
+    int nonzero = 0;
+    for (int i = 0; i < n; ++i) nonzero += q[static_cast<size_t>(i)] != 0;
+    ASSERT_GT(nonzero, 0) << "n=" << n;
+}
+
+TEST(RmsNormQuantize, IsRmsNormThenQuantizeAtEveryLevel) {
+    for (Isa isa : supported_isas()) {
+        for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 512,
+                      513, 2560, 6912})
+            check_rms_norm_quantize(kernels(isa), n, 90u + n);
+    }
+}
+
 TEST_P(KernelTest, Rope) {
     for (int head_dim : {2, 6, 40, 64, 72, 128}) {
         for (int n_heads : {1, 3, 20}) {

@@ -45,6 +45,13 @@ void quantize_row(const cpu::KernelTable& k, const float* x, int n, const Quanti
     rows.s_x[t] = k.quantize_row_i8(x, n, rows.stride, rows.q + t * rows.stride, rows.sum + t);
 }
 
+// The same of rms_norm(x, w), in one kernel call that stores no floats.
+void norm_quantize_row(const cpu::KernelTable& k, const float* x, const float* w, int n, float eps,
+                       const QuantizedRows& rows, int64_t t) {
+    rows.s_x[t] =
+        k.rms_norm_quantize_i8(x, w, n, eps, rows.stride, rows.q + t * rows.stride, rows.sum + t);
+}
+
 void add_into(float* h, const float* delta, int n) {
     for (int i = 0; i < n; ++i) h[i] += delta[i];
 }
@@ -207,8 +214,11 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     // ---- attention block ----
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
-            k_.rms_norm(h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            if (shared_inputs) quantize_row(k_, b.x + t * t_h, H, b.qx, t);
+            if (shared_inputs) {
+                norm_quantize_row(k_, h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.qx, t);
+            } else {
+                k_.rms_norm(h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
+            }
         }
     });
     if (shared_inputs) {
@@ -347,9 +357,13 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             float* a = b.attn + t * QD;
-            if (!L.attn_sub_norm.empty())
+            if (L.attn_sub_norm.empty()) {
+                if (shared_inputs) quantize_row(k_, a, QD, b.qattn, t);
+            } else if (shared_inputs) {
+                norm_quantize_row(k_, a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, b.qattn, t);
+            } else {
                 k_.rms_norm(a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, a);
-            if (shared_inputs) quantize_row(k_, a, QD, b.qattn, t);
+            }
         }
     });
     gemm1(L.o, b.attn, b.qattn, b.proj, H);
@@ -359,8 +373,11 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
         for (int64_t t = t0; t < t1; ++t) {
             float* ht = h + t * t_h;
             add_into(ht, b.proj + t * t_h, H);
-            k_.rms_norm(ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            if (shared_inputs) quantize_row(k_, b.x + t * t_h, H, b.qx, t);
+            if (shared_inputs) {
+                norm_quantize_row(k_, ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.qx, t);
+            } else {
+                k_.rms_norm(ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
+            }
         }
     });
     if (shared_inputs) {
@@ -378,9 +395,13 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
             } else {
                 k_.silu_mul(g, b.up + t * F, g, F);
             }
-            if (!L.ffn_sub_norm.empty())
+            if (L.ffn_sub_norm.empty()) {
+                if (shared_inputs) quantize_row(k_, g, F, b.qffn, t);
+            } else if (shared_inputs) {
+                norm_quantize_row(k_, g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, b.qffn, t);
+            } else {
                 k_.rms_norm(g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, g);
-            if (shared_inputs) quantize_row(k_, g, F, b.qffn, t);
+            }
         }
     });
     gemm1(L.down, b.gate, b.qffn, b.proj, H);

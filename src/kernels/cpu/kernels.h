@@ -213,6 +213,11 @@ struct KernelTable {
 
     // out = w * x / sqrt(mean(x^2) + eps); out may alias x.
     void (*rms_norm)(const float* x, const float* w, int n, float eps, float* out);
+    // quantize_row_i8 of rms_norm's output, with the same bits as the two calls, for the
+    // BitLinears' inputs: the normed row is never stored, so one pass over the row and its
+    // stores go (a small model's norms and quantisation were about 1 us of its 20 us step).
+    float (*rms_norm_quantize_i8)(const float* x, const float* w, int n, float eps, int n_pad,
+                                  int8_t* q, int32_t* sum);
 
     // Half-split ("NeoX") rotary embedding of n_heads heads of head_dim values in place;
     // cos/sin hold head_dim / 2 values for this token's position.

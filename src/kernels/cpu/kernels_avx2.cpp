@@ -141,13 +141,16 @@ inline __m256i quantize8(__m256 x, __m256 scale) {
     return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(-128)), _mm256_set1_epi32(127));
 }
 
-float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+// quantize_row_i8 of the n values that values(i, len) gives 8 at a time (len <= 8 of them,
+// lanes past len 0).
+template <typename Values>
+__attribute__((always_inline)) inline float quantize_values(int n, int n_pad, int8_t* q,
+                                                            int32_t* sum, Values values) {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 vmax = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= n; i += 8)
-        vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
-    if (i < n) vmax = _mm256_max_ps(vmax, _mm256_and_ps(load_tail_ps(x + i, n - i), abs_mask));
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(values(i, 8), abs_mask));
+    if (i < n) vmax = _mm256_max_ps(vmax, _mm256_and_ps(values(i, n - i), abs_mask));
     const float amax = hmax_ps(vmax);
     const float scale = 127.f / (amax < 1e-5f ? 1e-5f : amax);
 
@@ -157,10 +160,10 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     // a0 b0 c0 d0 | a1 b1 c1 d1; the permute restores a0 a1 b0 b1 c0 c1 d0 d1.
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (i = 0; i + 32 <= n; i += 32) {
-        const __m256i a = quantize8(_mm256_loadu_ps(x + i), vs);
-        const __m256i b = quantize8(_mm256_loadu_ps(x + i + 8), vs);
-        const __m256i c = quantize8(_mm256_loadu_ps(x + i + 16), vs);
-        const __m256i d = quantize8(_mm256_loadu_ps(x + i + 24), vs);
+        const __m256i a = quantize8(values(i, 8), vs);
+        const __m256i b = quantize8(values(i + 8, 8), vs);
+        const __m256i c = quantize8(values(i + 16, 8), vs);
+        const __m256i d = quantize8(values(i + 24, 8), vs);
         vsum = _mm256_add_epi32(vsum,
                                 _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d)));
         const __m256i bytes =
@@ -170,7 +173,7 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     }
     for (; i < n; i += 8) {
         const int len = n - i < 8 ? n - i : 8;
-        const __m256i v = quantize8(load_tail_ps(x + i, len), vs);
+        const __m256i v = quantize8(values(i, len), vs);
         vsum = _mm256_add_epi32(vsum, v);  // lanes past n quantise 0
         alignas(32) int32_t tmp[8];
         _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v);
@@ -179,6 +182,14 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     if (n_pad > n) memset(q + n, 0, static_cast<size_t>(n_pad - n));
     *sum = hsum_epi32(vsum);
     return scale;
+}
+
+inline __m256 load8(const float* p, int len) {
+    return len == 8 ? _mm256_loadu_ps(p) : load_tail_ps(p, len);
+}
+
+float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+    return quantize_values(n, n_pad, q, sum, [x](int i, int len) { return load8(x + i, len); });
 }
 
 // ---- ternary GEMM -------------------------------------------------------------------------
@@ -631,9 +642,6 @@ inline void for_chunks(int n, F f) {
     if (i < n) f(i, n - i);
 }
 
-inline __m256 load8(const float* p, int len) {
-    return len == 8 ? _mm256_loadu_ps(p) : load_tail_ps(p, len);
-}
 inline void store8(float* p, int len, __m256 v) {
     if (len == 8) {
         _mm256_storeu_ps(p, v);
@@ -642,7 +650,8 @@ inline void store8(float* p, int len, __m256 v) {
     }
 }
 
-void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+// 1 / sqrt(mean(x^2) + eps), the factor of rms_norm.
+float rms_inverse(const float* x, int n, float eps) {
     __m256 ss0 = _mm256_setzero_ps();
     __m256 ss1 = _mm256_setzero_ps();
     int i = 0;
@@ -657,11 +666,24 @@ void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
         ss0 = _mm256_fmadd_ps(a, a, ss0);
     }
     const float ss = hsum_ps(_mm256_add_ps(ss0, ss1));
-    const __m256 inv = _mm256_set1_ps(1.f / sqrtf(ss / static_cast<float>(n) + eps));
-    for_chunks(n, [&](int j, int len) {
-        const __m256 v = _mm256_mul_ps(load8(x + j, len), inv);
-        store8(out + j, len, _mm256_mul_ps(load8(w + j, len), v));
-    });
+    return 1.f / sqrtf(ss / static_cast<float>(n) + eps);
+}
+
+// rms_norm's len <= 8 outputs at j.
+inline __m256 normed(const float* x, const float* w, __m256 inv, int j, int len) {
+    return _mm256_mul_ps(load8(w + j, len), _mm256_mul_ps(load8(x + j, len), inv));
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+    const __m256 inv = _mm256_set1_ps(rms_inverse(x, n, eps));
+    for_chunks(n, [&](int j, int len) { store8(out + j, len, normed(x, w, inv, j, len)); });
+}
+
+float rms_norm_quantize_i8(const float* x, const float* w, int n, float eps, int n_pad, int8_t* q,
+                           int32_t* sum) {
+    const __m256 inv = _mm256_set1_ps(rms_inverse(x, n, eps));
+    return quantize_values(n, n_pad, q, sum,
+                           [&](int j, int len) { return normed(x, w, inv, j, len); });
 }
 
 void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
@@ -853,6 +875,7 @@ const KernelTable* avx2_kernels() {
         .int8_gemm_i8r = int8_gemm_i8r,
         .dense_groups_gemm = nullptr,
         .rms_norm = rms_norm,
+        .rms_norm_quantize_i8 = rms_norm_quantize_i8,
         .rope = rope,
         .softmax = softmax,
         .relu2_mul = relu2_mul,

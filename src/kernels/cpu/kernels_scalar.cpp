@@ -23,13 +23,15 @@ float lane_sum(int n, Term term) {
     return lanes[0];
 }
 
-float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+// quantize_row_i8 of the n values value(i) gives.
+template <typename Value>
+float quantize_values(int n, int n_pad, int8_t* q, int32_t* sum, Value value) {
     float amax = 0.f;
-    for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+    for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(value(i)));
     const float scale = 127.f / std::max(amax, 1e-5f);
     int32_t s = 0;
     for (int i = 0; i < n; ++i) {
-        const float r = std::nearbyint(x[i] * scale);
+        const float r = std::nearbyint(value(i) * scale);
         const int v = static_cast<int>(std::clamp(r, -128.f, 127.f));
         q[i] = static_cast<int8_t>(v);
         s += v;
@@ -37,6 +39,10 @@ float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum)
     for (int i = n; i < n_pad; ++i) q[i] = 0;
     *sum = s;
     return scale;
+}
+
+float quantize_row_i8(const float* x, int n, int n_pad, int8_t* q, int32_t* sum) {
+    return quantize_values(n, n_pad, q, sum, [x](int i) { return x[i]; });
 }
 
 // The code (weight + 1) at (r, k) of a packed matrix, either layout (see kernels.h).
@@ -130,10 +136,20 @@ void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, 
     }
 }
 
-void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+float rms_inverse(const float* x, int n, float eps) {
     const float ss = lane_sum(n, [x](int i) { return x[i] * x[i]; });
-    const float inv = 1.f / std::sqrt(ss / static_cast<float>(n) + eps);
+    return 1.f / std::sqrt(ss / static_cast<float>(n) + eps);
+}
+
+void rms_norm(const float* x, const float* w, int n, float eps, float* out) {
+    const float inv = rms_inverse(x, n, eps);
     for (int i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+float rms_norm_quantize_i8(const float* x, const float* w, int n, float eps, int n_pad, int8_t* q,
+                           int32_t* sum) {
+    const float inv = rms_inverse(x, n, eps);
+    return quantize_values(n, n_pad, q, sum, [&](int i) { return w[i] * (x[i] * inv); });
 }
 
 void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
@@ -250,6 +266,7 @@ const KernelTable& scalar_kernels() {
         .int8_gemm_i8r = int8_gemm_i8r,
         .dense_groups_gemm = nullptr,
         .rms_norm = rms_norm,
+        .rms_norm_quantize_i8 = rms_norm_quantize_i8,
         .rope = rope,
         .softmax = softmax,
         .relu2_mul = relu2_mul,
