@@ -617,8 +617,8 @@ void check_rms_norm_quantize(const KernelTable& k, int n, uint32_t seed) {
 
 TEST(RmsNormQuantize, IsRmsNormThenQuantizeAtEveryLevel) {
     for (Isa isa : supported_isas()) {
-        for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 512,
-                      513, 2560, 6912})
+        for (int n : {1,  2,  7,  8,   9,   15,  16,  17,  31,  32,   33,
+                      63, 64, 65, 127, 128, 129, 255, 512, 513, 2560, 6912})
             check_rms_norm_quantize(kernels(isa), n, 90u + n);
     }
 }
