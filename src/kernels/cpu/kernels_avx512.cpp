@@ -162,10 +162,27 @@ __attribute__((always_inline)) inline float quantize_values(int n, int n_pad, in
     const __m512i lo = _mm512_set1_epi32(-128);
     const __m512i hi = _mm512_set1_epi32(127);
     __m512i vsum = _mm512_setzero_si512();
-    for (int i = 0; i < n; i += 16) {
+    auto quantize16 = [&](int i, __mmask16 m) {
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(values(i, m), vs));
+        return _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+    };
+    // 64 values go out in one store: the packs leave 128-bit block b holding values 4b..4b+3
+    // of each of the four vectors, and the permute puts them in order. (A vpmovdb store per 16
+    // values took a quarter of the kernel's time.)
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        const __m512i a = quantize16(i, 0xffff), b = quantize16(i + 16, 0xffff);
+        const __m512i c = quantize16(i + 32, 0xffff), d = quantize16(i + 48, 0xffff);
+        vsum = _mm512_add_epi32(vsum,
+                                _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d)));
+        const __m512i bytes =
+            _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
+        _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, bytes));
+    }
+    for (; i < n; i += 16) {
         const __mmask16 m = mask16(n - i);
-        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(values(i, m), vs));
-        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+        const __m512i v = quantize16(i, m);
         vsum = _mm512_add_epi32(vsum, v);  // masked-off lanes are zero
         _mm512_mask_cvtepi32_storeu_epi8(q + i, m, v);
     }
@@ -1500,7 +1517,7 @@ inline __m512 exp_nonpos(__m512 x) {
 }
 
 // 1 / sqrt(mean(x^2) + eps), the factor of rms_norm.
-float rms_inverse(const float* x, int n, float eps) {
+inline float rms_inverse(const float* x, int n, float eps) {
     __m512 ss0 = _mm512_setzero_ps();
     __m512 ss1 = _mm512_setzero_ps();
     int i = 0;
