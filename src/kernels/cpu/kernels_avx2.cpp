@@ -763,6 +763,29 @@ inline __m256 load_kv(const void* base, size_t off, int len) {
     }
 }
 
+// bf16 keys and values load 16 dimensions (32 bytes) at a time, widened as the even dimensions
+// (a shift) and the odd ones (an AND), as the AVX-512 level does (see there): two simple
+// operations where widening each 8 takes a zero-extending shuffle and a shift.
+inline __m256i load_bf16x16(const void* base, size_t off, int len) {
+    const uint16_t* p = static_cast<const uint16_t*>(base) + off;
+    if (len >= 16) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    alignas(32) uint16_t buf[16] = {};
+    memcpy(buf, p, static_cast<size_t>(len) * sizeof(uint16_t));
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
+}
+inline __m256 even_dims(__m256i line) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(line, 16));
+}
+inline __m256 odd_dims(__m256i line) {
+    return _mm256_castsi256_ps(_mm256_and_si256(line, _mm256_set1_epi32(-65536)));
+}
+// {e0, o0, e1, o1, ...}: the first 8 (lo) and last 8 (hi) dimensions of a line from its halves.
+inline void interleave_dims(__m256 even, __m256 odd, __m256* lo, __m256* hi) {
+    const __m256 a = _mm256_unpacklo_ps(even, odd), b = _mm256_unpackhi_ps(even, odd);
+    *lo = _mm256_permute2f128_ps(a, b, 0x20);
+    *hi = _mm256_permute2f128_ps(a, b, 0x31);
+}
+
 // out[d0 .. d0 + 8 S) = sum_p scratch[p] * v_p, S slices of 8 (the last may be shorter). Each
 // slice keeps two accumulators (even and odd keys, the odd last key into the even one), which
 // halve its FMA dependency chain; its sum is the same whatever S is.
@@ -776,28 +799,92 @@ inline void value_slices(const AttentionHeadArgs& a, int d0) {
         acc1[s] = _mm256_setzero_ps();
     }
     const size_t stride = a.row_stride;
+    // Adds weight w times the S slices of the row at r into acc: bf16 slices 2j and 2j + 1 come
+    // from one line as even and odd dimensions (an odd last slice alone).
+    auto add_row = [&](__m256 w, size_t r, __m256* acc) {
+        if constexpr (T == KvType::BF16) {
+            for (int j = 0; j < S / 2; ++j) {
+                const __m256i line = load_bf16x16(a.v, r + 16 * j, len[2 * j] + len[2 * j + 1]);
+                acc[2 * j] = _mm256_fmadd_ps(w, even_dims(line), acc[2 * j]);
+                acc[2 * j + 1] = _mm256_fmadd_ps(w, odd_dims(line), acc[2 * j + 1]);
+            }
+            if constexpr (S % 2 != 0)
+                acc[S - 1] =
+                    _mm256_fmadd_ps(w, load_kv<T>(a.v, r + 8 * (S - 1), len[S - 1]), acc[S - 1]);
+        } else {
+            for (int s = 0; s < S; ++s)
+                acc[s] = _mm256_fmadd_ps(w, load_kv<T>(a.v, r + 8 * s, len[s]), acc[s]);
+        }
+    };
     int k = 0;
     for (; k + 2 <= a.n_keys; k += 2) {
-        const __m256 w0 = _mm256_set1_ps(a.scratch[k]), w1 = _mm256_set1_ps(a.scratch[k + 1]);
-        const size_t r0 = static_cast<size_t>(k) * stride + d0, r1 = r0 + stride;
-        for (int s = 0; s < S; ++s) {
-            acc0[s] = _mm256_fmadd_ps(w0, load_kv<T>(a.v, r0 + 8 * s, len[s]), acc0[s]);
-            acc1[s] = _mm256_fmadd_ps(w1, load_kv<T>(a.v, r1 + 8 * s, len[s]), acc1[s]);
+        const size_t r0 = static_cast<size_t>(k) * stride + d0;
+        add_row(_mm256_set1_ps(a.scratch[k]), r0, acc0);
+        add_row(_mm256_set1_ps(a.scratch[k + 1]), r0 + stride, acc1);
+    }
+    if (k < a.n_keys)
+        add_row(_mm256_set1_ps(a.scratch[k]), static_cast<size_t>(k) * stride + d0, acc0);
+    __m256 sum[S];
+    for (int s = 0; s < S; ++s) sum[s] = _mm256_add_ps(acc0[s], acc1[s]);
+    if constexpr (T == KvType::BF16) {
+        for (int j = 0; j < S / 2; ++j)
+            interleave_dims(sum[2 * j], sum[2 * j + 1], &sum[2 * j], &sum[2 * j + 1]);
+    }
+    for (int s = 0; s < S; ++s) store8(a.out + d0 + 8 * s, len[s], sum[s]);
+}
+
+// Scores of bf16 keys: each line of 16 dimensions against the query's even and odd
+// dimensions (qs, split per line by split_query), four keys at a time.
+inline void bf16_scores(const AttentionHeadArgs& a, const float* qs) {
+    const int hd = a.head_dim;
+    auto key_line = [&](int p, int d, __m256 qe, __m256 qo, __m256 acc) {
+        const __m256i line =
+            load_bf16x16(a.k, static_cast<size_t>(p) * a.row_stride + d, min_int(hd - d, 16));
+        acc = _mm256_fmadd_ps(qe, even_dims(line), acc);
+        return _mm256_fmadd_ps(qo, odd_dims(line), acc);
+    };
+    int p = 0;
+    for (; p + 4 <= a.n_keys; p += 4) {
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                         _mm256_setzero_ps()};
+        for (int d = 0; d < hd; d += 16) {
+            const __m256 qe = _mm256_loadu_ps(qs + d), qo = _mm256_loadu_ps(qs + d + 8);
+            for (int i = 0; i < 4; ++i) acc[i] = key_line(p + i, d, qe, qo, acc[i]);
+        }
+        _mm_storeu_ps(a.scratch + p,
+                      _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
+    }
+    for (; p < a.n_keys; ++p) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 16)
+            acc = key_line(p, d, _mm256_loadu_ps(qs + d), _mm256_loadu_ps(qs + d + 8), acc);
+        a.scratch[p] = hsum_ps(acc) * a.scale;
+    }
+}
+
+// The query in bf16_scores' order: per line of 16 dimensions its 8 even ones, then its 8 odd
+// ones; zero past head_dim, to a multiple of 16.
+inline void split_query(const float* q, int head_dim, float* out) {
+    for (int d = 0; d < head_dim; d += 16) {
+        for (int i = 0; i < 8; ++i) {
+            out[d + i] = d + 2 * i < head_dim ? q[d + 2 * i] : 0.f;
+            out[d + 8 + i] = d + 2 * i + 1 < head_dim ? q[d + 2 * i + 1] : 0.f;
         }
     }
-    if (k < a.n_keys) {
-        const __m256 w0 = _mm256_set1_ps(a.scratch[k]);
-        const size_t r0 = static_cast<size_t>(k) * stride + d0;
-        for (int s = 0; s < S; ++s)
-            acc0[s] = _mm256_fmadd_ps(w0, load_kv<T>(a.v, r0 + 8 * s, len[s]), acc0[s]);
-    }
-    for (int s = 0; s < S; ++s) store8(a.out + d0 + 8 * s, len[s], _mm256_add_ps(acc0[s], acc1[s]));
 }
 
 template <KvType T>
-void attention_impl(const AttentionHeadArgs& a) {
+void scores(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
-    // Scores, four keys at a time so one reduction serves four dot products.
+    if constexpr (T == KvType::BF16) {
+        const size_t dims = static_cast<size_t>(hd + 15) / 16 * 16;
+        alignas(32) float on_stack[512];
+        std::vector<float> on_heap(dims > 512 ? dims : 0);
+        float* qs = on_heap.empty() ? on_stack : on_heap.data();
+        split_query(a.q, hd, qs);
+        return bf16_scores(a, qs);
+    }
+    // Four keys at a time so one reduction serves four dot products.
     int p = 0;
     for (; p + 4 <= a.n_keys; p += 4) {
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -821,7 +908,12 @@ void attention_impl(const AttentionHeadArgs& a) {
         });
         a.scratch[p] = hsum_ps(acc) * a.scale;
     }
+}
 
+template <KvType T>
+void attention_impl(const AttentionHeadArgs& a) {
+    const int hd = a.head_dim;
+    scores<T>(a);
     softmax(a.scratch, a.n_keys);
 
     // Weighted sum of v, up to four 8-wide slices of head_dim at a time held in registers across
