@@ -735,6 +735,16 @@ void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys
             << "type=" << static_cast<int>(type) << " head_dim=" << head_dim << " n_keys=" << n_keys
             << " d=" << d;
     }
+    // Fetching ahead (caches read from memory) must not change a bit.
+    std::vector<float> out_fetched(head_dim + 1, 5.f);
+    b.prefetch = true;
+    b.out = out_fetched.data();
+    k.attention_head(b);
+    for (int d = 0; d <= head_dim; ++d) {
+        ASSERT_TRUE(same_bits(out_fetched[d], out[d]))
+            << "prefetch, type=" << static_cast<int>(type) << " head_dim=" << head_dim
+            << " n_keys=" << n_keys << " d=" << d;
+    }
 }
 
 TEST_P(KernelTest, AttentionHead) {
