@@ -747,6 +747,53 @@ void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys
     }
 }
 
+// A KV cache row converted at any level has core/half.h's bits: rounding ties, subnormals,
+// overflow to infinity, signed zeros and NaNs (made quiet) included.
+TEST(StoreKvRow, EveryLevelRoundsAsHalfH) {
+    std::vector<float> special;
+    const uint32_t patterns[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u,
+                                 0xffc00001u, 0x7f800001u, 0xff812345u, 0x00000001u, 0x807fffffu,
+                                 0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x7f7fffffu, 0xff7f8000u,
+                                 0x477fe000u, 0x477ff000u, 0x477fefffu, 0xc7800000u, 0x33800000u,
+                                 0x33000000u, 0x33000001u, 0x387fc000u, 0x38800000u, 0x38000000u,
+                                 0xb87ff000u, 0x3c001000u, 0x3c003000u, 0x3c002fffu};
+    for (uint32_t bits : patterns) {
+        float f;
+        std::memcpy(&f, &bits, sizeof f);
+        special.push_back(f);
+    }
+    const std::vector<float> random = random_floats(300, 97u, -70000.f, 70000.f);
+    const std::vector<float> small = random_floats(300, 98u, -1e-4f, 1e-4f);
+    for (Isa isa : supported_isas()) {
+        const KernelTable& k = kernels(isa);
+        for (const std::vector<float>* src :
+             std::initializer_list<const std::vector<float>*>{&special, &random, &small}) {
+            for (int n : {1, 7, 8, 9, 15, 16, 17, 29, 31, 32, 33, 64, 100, 128, 300}) {
+                if (n > static_cast<int>(src->size())) continue;
+                const float* x = src->data();
+                std::vector<float> f32(n + 1, 5.f);
+                k.store_kv_row(x, n, KvType::F32, f32.data());
+                ASSERT_EQ(0, std::memcmp(f32.data(), x, sizeof(float) * n)) << k.name;
+                ASSERT_EQ(f32[n], 5.f) << k.name << ": wrote past n";
+                for (KvType type : {KvType::F16, KvType::BF16}) {
+                    std::vector<uint16_t> got(n + 1, 0x5555);
+                    k.store_kv_row(x, n, type, got.data());
+                    ASSERT_EQ(got[n], 0x5555) << k.name << ": wrote past n";
+                    for (int i = 0; i < n; ++i) {
+                        const uint16_t want =
+                            type == KvType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+                        uint32_t in;
+                        std::memcpy(&in, &x[i], sizeof in);
+                        ASSERT_EQ(got[i], want)
+                            << k.name << (type == KvType::F16 ? " f16" : " bf16") << " n=" << n
+                            << " i=" << i << " input 0x" << std::hex << in;
+                    }
+                }
+            }
+        }
+    }
+}
+
 TEST_P(KernelTest, AttentionHead) {
     for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
         for (int head_dim : {16, 32, 40, 64, 72, 128}) {

@@ -236,8 +236,8 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
         for (int64_t t = t0; t < t1; ++t) {
             k_.rope(b.q + t * QD, c.num_heads, hd, b.cos + t * half, b.sin + t * half);
             k_.rope(b.k + t * KD, c.num_kv_heads, hd, b.cos + t * half, b.sin + t * half);
-            b.items[static_cast<size_t>(b.item_of[t])].cache->store(index, b.pos[t], b.k + t * KD,
-                                                                    b.v + t * KD);
+            b.items[static_cast<size_t>(b.item_of[t])].cache->store(k_, index, b.pos[t],
+                                                                    b.k + t * KD, b.v + t * KD);
         }
     });
     if (!keep.empty() && static_cast<int>(keep.size()) < M) {

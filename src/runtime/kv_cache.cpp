@@ -1,9 +1,5 @@
 #include "runtime/kv_cache.h"
 
-#include <cstring>
-
-#include "core/half.h"
-
 namespace bitnet {
 
 KVCache::KVCache(const ModelConfig& config, int capacity, cpu::KvType type)
@@ -26,29 +22,15 @@ void* KVCache::base(int layer, int which, int kv_head) noexcept {
     return const_cast<void*>(static_cast<const KVCache*>(this)->base(layer, which, kv_head));
 }
 
-void KVCache::store(int layer, int pos, const float* k, const float* v) {
+void KVCache::store(const cpu::KernelTable& kernels, int layer, int pos, const float* k,
+                    const float* v) {
     const float* src[2] = {k, v};
     const size_t n = static_cast<size_t>(head_dim_);
     for (int which = 0; which < 2; ++which) {
         for (int head = 0; head < kv_heads_; ++head) {
             uint8_t* dst = static_cast<uint8_t*>(base(layer, which, head)) +
                            static_cast<size_t>(pos) * n * elem_bytes_;
-            const float* s = src[which] + head * n;
-            switch (type_) {
-                case cpu::KvType::F32:
-                    std::memcpy(dst, s, n * 4);
-                    break;
-                case cpu::KvType::F16: {
-                    uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-                    for (size_t i = 0; i < n; ++i) d[i] = f32_to_f16(s[i]);
-                    break;
-                }
-                case cpu::KvType::BF16: {
-                    uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-                    for (size_t i = 0; i < n; ++i) d[i] = f32_to_bf16(s[i]);
-                    break;
-                }
-            }
+            kernels.store_kv_row(src[which] + head * n, head_dim_, type_, dst);
         }
     }
 }

@@ -28,8 +28,9 @@ class KVCache {
     // Bytes of one position of a head.
     size_t row_bytes() const noexcept { return row_elements() * elem_bytes_; }
 
-    // Stores one position's keys and values of a layer: n_kv_heads x head_dim floats each.
-    void store(int layer, int pos, const float* k, const float* v);
+    // Stores one position's keys and values of a layer: n_kv_heads x head_dim floats each,
+    // converted by the kernels' store_kv_row.
+    void store(const cpu::KernelTable& kernels, int layer, int pos, const float* k, const float* v);
     // Position 0 of a layer's keys / values of one KV head, for cpu::AttentionHeadArgs.
     const void* keys(int layer, int kv_head) const noexcept { return base(layer, 0, kv_head); }
     const void* values(int layer, int kv_head) const noexcept { return base(layer, 1, kv_head); }

@@ -232,6 +232,11 @@ struct KernelTable {
 
     // Scaled dot-product attention of the query heads of one KV head over a KV cache.
     void (*attention_head)(const AttentionHeadArgs& args);
+
+    // n floats into a KV cache row of `type`: copied (F32), or rounded to nearest even as
+    // core/half.h rounds (F16, BF16), NaN included, so every level stores the same bits. A small
+    // model's step stored 1,024 values this way, one at a time (about 2% of it with bf16).
+    void (*store_kv_row)(const float* x, int n, KvType type, void* out);
 };
 
 // BitLinear as PyTorch computes it in float32: activations dequantized one by one

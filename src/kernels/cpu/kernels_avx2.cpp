@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "kernels/cpu/kernels.h"
 
 namespace bitnet::cpu {
@@ -951,6 +952,55 @@ void attention_head(const AttentionHeadArgs& a) {
     attention_each_query(a, attention_query);
 }
 
+// ---- KV cache rows ---------------------------------------------------------------------------
+
+// f32_to_bf16 of 8 floats (see the AVX-512 level), as 32-bit lanes.
+inline __m256i to_bf16x8(__m256 x) {
+    const __m256i bits = _mm256_castps_si256(x);
+    const __m256i high = _mm256_srli_epi32(bits, 16);
+    const __m256i bias =
+        _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(high, _mm256_set1_epi32(1)));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(bits, bias), 16);
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    return _mm256_blendv_epi8(r, _mm256_or_si256(high, _mm256_set1_epi32(0x40)), nan);
+}
+
+// f32_to_f16 of 8 floats: vcvtps2ph rounds to nearest even as it does; a NaN becomes the quiet
+// NaN 0x7e00 of its sign.
+inline __m128i to_f16x8(__m256 x) {
+    const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i nan32 = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    const __m128i nan16 =
+        _mm_packs_epi32(_mm256_castsi256_si128(nan32), _mm256_extracti128_si256(nan32, 1));
+    const __m128i nan_h = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16(static_cast<short>(0x8000))),
+                                       _mm_set1_epi16(0x7e00));
+    return _mm_blendv_epi8(h, nan_h, nan16);
+}
+
+void store_kv_row(const float* x, int n, KvType type, void* out) {
+    if (type == KvType::F32) {
+        memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
+        return;
+    }
+    uint16_t* o = static_cast<uint16_t*>(out);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        __m128i h;
+        if (type == KvType::F16) {
+            h = to_f16x8(v);
+        } else {
+            // Lanes hold values below 2^16, so the unsigned saturating pack is exact; it packs
+            // within 128-bit halves, and the permute joins the halves' low quadwords.
+            const __m256i r = to_bf16x8(v);
+            h = _mm256_castsi256_si128(
+                _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), _MM_SHUFFLE(3, 1, 2, 0)));
+        }
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), h);
+    }
+    for (; i < n; ++i) o[i] = type == KvType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+}
+
 }  // namespace
 
 const KernelTable* avx2_kernels() {
@@ -973,6 +1023,7 @@ const KernelTable* avx2_kernels() {
         .relu2_mul = relu2_mul,
         .silu_mul = silu_mul,
         .attention_head = attention_head,
+        .store_kv_row = store_kv_row,
     };
     return &table;
 }

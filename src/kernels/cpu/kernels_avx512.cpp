@@ -17,6 +17,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "kernels/cpu/kernels.h"
 
 #ifndef BITNET_VNNI
@@ -2045,6 +2046,46 @@ void attention_head(const AttentionHeadArgs& a) {
     }
 }
 
+// ---- KV cache rows ---------------------------------------------------------------------------
+
+// f32_to_bf16 of 16 floats: round to nearest even by adding 0x7fff and the kept part's lowest
+// bit; a NaN keeps its top bits, made quiet.
+inline __m256i to_bf16x16(__m512 x) {
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i high = _mm512_srli_epi32(bits, 16);
+    const __m512i bias =
+        _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(high, _mm512_set1_epi32(1)));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(bits, bias), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(high, _mm512_set1_epi32(0x40)));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+// f32_to_f16 of 16 floats: vcvtps2ph rounds to nearest even as it does, subnormals and the
+// overflow to infinity included; a NaN becomes the quiet NaN 0x7e00 of its sign.
+inline __m256i to_f16x16(__m512 x) {
+    const __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i nan_h =
+        _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(static_cast<short>(0x8000))),
+                        _mm256_set1_epi16(0x7e00));
+    return _mm256_mask_mov_epi16(h, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), nan_h);
+}
+
+void store_kv_row(const float* x, int n, KvType type, void* out) {
+    if (type == KvType::F32) {
+        memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
+        return;
+    }
+    uint16_t* o = static_cast<uint16_t*>(out);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i),
+                            type == KvType::F16 ? to_f16x16(v) : to_bf16x16(v));
+    }
+    for (; i < n; ++i) o[i] = type == KvType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+}
+
 }  // namespace
 
 #define BITNET_KERNEL_ENTRIES                                                       \
@@ -2054,7 +2095,8 @@ void attention_head(const AttentionHeadArgs& a) {
     .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r,               \
     .dense_groups_gemm = dense_groups_gemm, .rms_norm = rms_norm,                   \
     .rms_norm_quantize_i8 = rms_norm_quantize_i8, .rope = rope, .softmax = softmax, \
-    .relu2_mul = relu2_mul, .silu_mul = silu_mul, .attention_head = attention_head
+    .relu2_mul = relu2_mul, .silu_mul = silu_mul, .attention_head = attention_head, \
+    .store_kv_row = store_kv_row
 
 #if BITNET_VNNI
 const KernelTable* avx512vnni_kernels() {

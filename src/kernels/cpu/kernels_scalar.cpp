@@ -2,6 +2,7 @@
 // tested against these functions, so clarity beats speed here.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/half.h"
@@ -217,6 +218,20 @@ void attention_head(const AttentionHeadArgs& a) {
     attention_each_query(a, attention_query);
 }
 
+void store_kv_row(const float* x, int n, KvType type, void* out) {
+    switch (type) {
+        case KvType::F32:
+            std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
+            return;
+        case KvType::F16:
+            for (int i = 0; i < n; ++i) static_cast<uint16_t*>(out)[i] = f32_to_f16(x[i]);
+            return;
+        case KvType::BF16:
+            for (int i = 0; i < n; ++i) static_cast<uint16_t*>(out)[i] = f32_to_bf16(x[i]);
+            return;
+    }
+}
+
 }  // namespace
 
 void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q,
@@ -272,6 +287,7 @@ const KernelTable& scalar_kernels() {
         .relu2_mul = relu2_mul,
         .silu_mul = silu_mul,
         .attention_head = attention_head,
+        .store_kv_row = store_kv_row,
     };
     return table;
 }
