@@ -803,6 +803,7 @@ TEST_P(KernelTest, AttentionHead) {
         check_attention(k(), type, 128, 1000, 61u);
         check_attention(k(), type, 2, 7, 62u);
         check_attention(k(), type, 6, 9, 63u);
+        check_attention(k(), type, 520, 37, 64u);  // past the split queries' stack buffers
     }
 }
 
@@ -856,7 +857,7 @@ TEST(AttentionGroups, EachQueryIsTheSameAloneAndInAGroup) {
     for (Isa isa : supported_isas()) {
         SCOPED_TRACE(isa_name(isa));
         for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
-            for (int head_dim : {16, 24, 40, 64, 128, 200}) {
+            for (int head_dim : {16, 24, 40, 64, 128, 200, 520}) {
                 for (int n_keys : {1, 3, 31, 32, 33, 70, 257}) {
                     for (int n_queries : {2, 4, 9})
                         check_grouped_attention(kernels(isa), type, head_dim, n_keys, n_queries,
