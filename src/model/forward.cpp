@@ -210,16 +210,24 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
                   {{&w, input_for(w, x, shared), y, ldy, scales}});
     };
     const bool shared_inputs = !c.bitlinear_input_norm;
+    // Row t of the input x (n values) of the BitLinears that follow, normed by `norm` unless
+    // it is empty: quantised into `rows` when they share their inputs, else normed into
+    // `normed` (which may be x) for input_for's passes.
+    auto prepare_input = [&](const float* x, const std::vector<float>& norm, int n,
+                             const QuantizedRows& rows, int64_t t, float* normed) {
+        if (!shared_inputs) {
+            if (!norm.empty()) k_.rms_norm(x, norm.data(), n, c.rms_norm_eps, normed);
+        } else if (norm.empty()) {
+            quantize_row(k_, x, n, rows, t);
+        } else {
+            norm_quantize_row(k_, x, norm.data(), n, c.rms_norm_eps, rows, t);
+        }
+    };
 
     // ---- attention block ----
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            if (shared_inputs) {
-                norm_quantize_row(k_, h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.qx, t);
-            } else {
-                k_.rms_norm(h + t * t_h, L.attn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            }
-        }
+        for (int64_t t = t0; t < t1; ++t)
+            prepare_input(h + t * t_h, L.attn_norm, H, b.qx, t, b.x + t * t_h);
     });
     if (shared_inputs) {
         run_gemms(k_, pool_, share_min_work_, reference_numerics_,
@@ -357,13 +365,7 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     pool_.parallel_for(M, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             float* a = b.attn + t * QD;
-            if (L.attn_sub_norm.empty()) {
-                if (shared_inputs) quantize_row(k_, a, QD, b.qattn, t);
-            } else if (shared_inputs) {
-                norm_quantize_row(k_, a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, b.qattn, t);
-            } else {
-                k_.rms_norm(a, L.attn_sub_norm.data(), QD, c.rms_norm_eps, a);
-            }
+            prepare_input(a, L.attn_sub_norm, QD, b.qattn, t, a);
         }
     });
     gemm1(L.o, b.attn, b.qattn, b.proj, H);
@@ -373,11 +375,7 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
         for (int64_t t = t0; t < t1; ++t) {
             float* ht = h + t * t_h;
             add_into(ht, b.proj + t * t_h, H);
-            if (shared_inputs) {
-                norm_quantize_row(k_, ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.qx, t);
-            } else {
-                k_.rms_norm(ht, L.ffn_norm.data(), H, c.rms_norm_eps, b.x + t * t_h);
-            }
+            prepare_input(ht, L.ffn_norm, H, b.qx, t, b.x + t * t_h);
         }
     });
     if (shared_inputs) {
@@ -395,13 +393,7 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
             } else {
                 k_.silu_mul(g, b.up + t * F, g, F);
             }
-            if (L.ffn_sub_norm.empty()) {
-                if (shared_inputs) quantize_row(k_, g, F, b.qffn, t);
-            } else if (shared_inputs) {
-                norm_quantize_row(k_, g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, b.qffn, t);
-            } else {
-                k_.rms_norm(g, L.ffn_sub_norm.data(), F, c.rms_norm_eps, g);
-            }
+            prepare_input(g, L.ffn_sub_norm, F, b.qffn, t, g);
         }
     });
     gemm1(L.down, b.gate, b.qffn, b.proj, H);

@@ -834,10 +834,26 @@ inline void value_slices(const AttentionHeadArgs& a, int d0) {
     for (int s = 0; s < S; ++s) store8(a.out + d0 + 8 * s, len[s], sum[s]);
 }
 
+// The query in bf16_scores' order: per line of 16 dimensions its 8 even ones, then its 8 odd
+// ones; zero past head_dim, to a multiple of 16.
+inline void split_query(const float* q, int head_dim, float* out) {
+    for (int d = 0; d < head_dim; d += 16) {
+        for (int i = 0; i < 8; ++i) {
+            out[d + i] = d + 2 * i < head_dim ? q[d + 2 * i] : 0.f;
+            out[d + 8 + i] = d + 2 * i + 1 < head_dim ? q[d + 2 * i + 1] : 0.f;
+        }
+    }
+}
+
 // Scores of bf16 keys: each line of 16 dimensions against the query's even and odd
-// dimensions (qs, split per line by split_query), four keys at a time.
-inline void bf16_scores(const AttentionHeadArgs& a, const float* qs) {
+// dimensions (split once, by split_query), four keys at a time.
+inline void bf16_scores(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
+    const size_t dims = static_cast<size_t>(hd + 15) / 16 * 16;
+    alignas(32) float on_stack[512];
+    std::vector<float> on_heap(dims > 512 ? dims : 0);
+    float* qs = on_heap.empty() ? on_stack : on_heap.data();
+    split_query(a.q, hd, qs);
     auto key_line = [&](int p, int d, __m256 qe, __m256 qo, __m256 acc) {
         const __m256i line =
             load_bf16x16(a.k, static_cast<size_t>(p) * a.row_stride + d, min_int(hd - d, 16));
@@ -863,29 +879,10 @@ inline void bf16_scores(const AttentionHeadArgs& a, const float* qs) {
     }
 }
 
-// The query in bf16_scores' order: per line of 16 dimensions its 8 even ones, then its 8 odd
-// ones; zero past head_dim, to a multiple of 16.
-inline void split_query(const float* q, int head_dim, float* out) {
-    for (int d = 0; d < head_dim; d += 16) {
-        for (int i = 0; i < 8; ++i) {
-            out[d + i] = d + 2 * i < head_dim ? q[d + 2 * i] : 0.f;
-            out[d + 8 + i] = d + 2 * i + 1 < head_dim ? q[d + 2 * i + 1] : 0.f;
-        }
-    }
-}
-
+// Scores of f32 or f16 keys, four keys at a time so one reduction serves four dot products.
 template <KvType T>
 void scores(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
-    if constexpr (T == KvType::BF16) {
-        const size_t dims = static_cast<size_t>(hd + 15) / 16 * 16;
-        alignas(32) float on_stack[512];
-        std::vector<float> on_heap(dims > 512 ? dims : 0);
-        float* qs = on_heap.empty() ? on_stack : on_heap.data();
-        split_query(a.q, hd, qs);
-        return bf16_scores(a, qs);
-    }
-    // Four keys at a time so one reduction serves four dot products.
     int p = 0;
     for (; p + 4 <= a.n_keys; p += 4) {
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -914,7 +911,11 @@ void scores(const AttentionHeadArgs& a) {
 template <KvType T>
 void attention_impl(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
-    scores<T>(a);
+    if constexpr (T == KvType::BF16) {
+        bf16_scores(a);
+    } else {
+        scores<T>(a);
+    }
     softmax(a.scratch, a.n_keys);
 
     // Weighted sum of v, up to four 8-wide slices of head_dim at a time held in registers across

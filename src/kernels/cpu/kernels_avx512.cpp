@@ -1803,16 +1803,17 @@ __attribute__((always_inline)) inline void score_tile16_short(const AttentionHea
 #pragma GCC unroll 16
     for (int j = 0; j < 16; ++j, row += stride) {
         acc[j] = _mm512_setzero_ps();
+        if constexpr (split_pairs(T)) {
 #pragma GCC unroll 4
-        for (int c = 0; c < DC; ++c) {
-            if constexpr (split_pairs(T)) {
-                if (c % 2 != 0) continue;  // with the even chunk before it
+            for (int c = 0; c < DC; c += 2) {  // the even chunk and the odd one of a line
                 const __m512i line = load_line(k, row + 16 * c, lm[c / 2]);
                 acc[j] = _mm512_fmadd_ps(qv[c], even_dims(line), acc[j]);
                 acc[j] = _mm512_fmadd_ps(qv[c + 1], odd_dims(line), acc[j]);
-            } else {
-                acc[j] = _mm512_fmadd_ps(qv[c], load_kv<T>(k, row + 16 * c, km[c]), acc[j]);
             }
+        } else {
+#pragma GCC unroll 4
+            for (int c = 0; c < DC; ++c)
+                acc[j] = _mm512_fmadd_ps(qv[c], load_kv<T>(k, row + 16 * c, km[c]), acc[j]);
         }
     }
     _mm512_storeu_ps(s + p0, _mm512_mul_ps(reduce16_ps(acc), _mm512_set1_ps(a.scale)));
