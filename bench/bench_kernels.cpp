@@ -307,17 +307,9 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
                             queries);
 }
 
-const char* kv_type_label(KvType type) {
-    switch (type) {
-        case KvType::F32:
-            return "f32";
-        case KvType::F16:
-            return "f16";
-        case KvType::BF16:
-            return "bf16";
-    }
-    return "?";
-}
+// The KV cache types the attention benchmarks run, with their names in benchmark names.
+const std::pair<KvType, const char*> kAttentionKvTypes[] = {{KvType::F32, "f32"},
+                                                            {KvType::BF16, "bf16"}};
 
 // Synthetic models are built once per (shape, weights, head) and shared by the benchmarks.
 const Model::Impl& synthetic(const std::string& shape, const std::string& weights,
@@ -464,9 +456,9 @@ void register_all() {
         }
         for (const auto& [hd, keys] :
              std::vector<std::pair<int, int>>{{32, 64}, {32, 256}, {128, 128}, {128, 1024}}) {
-            for (KvType type : {KvType::F32, KvType::BF16}) {
+            for (const auto& [type, type_name] : kAttentionKvTypes) {
                 benchmark::RegisterBenchmark(
-                    ("attention_head/" + level + "/" + kv_type_label(type) +
+                    ("attention_head/" + level + "/" + type_name +
                      "/head_dim=" + std::to_string(hd) + "/keys=" + std::to_string(keys))
                         .c_str(),
                     bench_attention, isa, type, hd, keys, 1, 1, false)
@@ -479,12 +471,12 @@ void register_all() {
             const std::string where = planes == 1 ? "cached"
                                       : prefetch  ? "memory+prefetch"
                                                   : "memory";
-            for (KvType type : {KvType::F32, KvType::BF16}) {
-                benchmark::RegisterBenchmark(
-                    ("attention_group/" + level + "/" + kv_type_label(type) +
-                     "/head_dim=128/keys=256/queries=4/" + where)
-                        .c_str(),
-                    bench_attention, isa, type, 128, 256, 4, planes, prefetch)
+            for (const auto& [type, type_name] : kAttentionKvTypes) {
+                benchmark::RegisterBenchmark(("attention_group/" + level + "/" + type_name +
+                                              "/head_dim=128/keys=256/queries=4/" + where)
+                                                 .c_str(),
+                                             bench_attention, isa, type, 128, 256, 4, planes,
+                                             prefetch)
                     ->Unit(benchmark::kNanosecond);
             }
         }
