@@ -278,12 +278,15 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
     XorShift rng;
     for (float& v : kv) v = rng.uniform();
     for (float& v : q) v = rng.uniform();
-    std::vector<uint16_t> kv16(type == KvType::F32 ? 0 : kv.size());
-    for (size_t i = 0; i < kv16.size(); ++i)
-        kv16[i] = type == KvType::F16 ? f32_to_f16(kv[i]) : f32_to_bf16(kv[i]);
-    const size_t elem = type == KvType::F32 ? 4 : 2;
-    const char* base = type == KvType::F32 ? reinterpret_cast<const char*>(kv.data())
-                                           : reinterpret_cast<const char*>(kv16.data());
+    // Rows stored as the cache stores them (with a scale each for I8).
+    const size_t elem = kv_elem_bytes(type), rows = kv.size() / head_dim;
+    std::vector<uint8_t> stored(kv.size() * elem);
+    std::vector<float> row_scales(rows);
+    for (size_t r = 0; r < rows; ++r) {
+        k.store_kv_row(kv.data() + r * head_dim, head_dim, type,
+                       stored.data() + r * head_dim * elem, row_scales.data() + r);
+    }
+    const char* base = reinterpret_cast<const char*>(stored.data());
     AttentionHeadArgs a;
     a.q = q.data();
     a.kv_type = type;
@@ -299,6 +302,8 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
     for (auto _ : state) {
         a.k = base + 2 * plane * elem * next;
         a.v = base + (2 * plane * next + plane) * elem;
+        a.k_scale = row_scales.data() + 2 * static_cast<size_t>(n_keys) * next;
+        a.v_scale = a.k_scale + n_keys;
         next = next + 1 == planes ? 0 : next + 1;
         k.attention_head(a);
         benchmark::DoNotOptimize(out.data());
@@ -308,8 +313,8 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
 }
 
 // The KV cache types the attention benchmarks run, with their names in benchmark names.
-const std::pair<KvType, const char*> kAttentionKvTypes[] = {{KvType::F32, "f32"},
-                                                            {KvType::BF16, "bf16"}};
+const std::pair<KvType, const char*> kAttentionKvTypes[] = {
+    {KvType::F32, "f32"}, {KvType::BF16, "bf16"}, {KvType::I8, "i8"}};
 
 // Synthetic models are built once per (shape, weights, head) and shared by the benchmarks.
 const Model::Impl& synthetic(const std::string& shape, const std::string& weights,

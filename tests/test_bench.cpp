@@ -409,6 +409,26 @@ TEST(Benchmark, SkippedPartsAreLeftOut) {
     EXPECT_GT(j["gen_tok_s"].get<double>(), 0);
 }
 
+// An int8 cache reads and holds a byte a value plus a float scale a row (head_dim values).
+TEST(Benchmark, Int8CacheCountsItsScales) {
+    const auto model = synthetic();
+    InferenceEngine engine(EngineOptions{.threads = 1, .kv_cache_type = KVCacheType::I8});
+    BenchOptions o = tiny_options();
+    o.batch = 1;
+    o.api_overhead = false;
+    o.bandwidth_bytes = 0;
+    o.warmup = 0;
+    o.repeat = 1;
+    const nlohmann::json j = nlohmann::json::parse(bench_json(run_benchmark(engine, model, o)));
+    const ModelConfig& c = model->config();
+    const double row = static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * (c.head_dim + 4);
+    EXPECT_EQ(j["kv_cache"], "i8");
+    EXPECT_NEAR(number(j, "kv_bytes_per_token"), row * (o.prompt_tokens + (o.gen_tokens + 1) / 2.0),
+                1);
+    EXPECT_NEAR(number(j, "kv_cache_mb"), row * (o.prompt_tokens + o.gen_tokens) / 1e6, 0.01);
+    EXPECT_GT(number(j, "gen_tok_s"), 0);
+}
+
 TEST(Benchmark, BadOptionsAreClearErrors) {
     const auto model = synthetic();
     InferenceEngine engine(EngineOptions{.threads = 1, .max_batch_size = 4});
@@ -514,8 +534,8 @@ const std::vector<std::string> kQuick = {
     "-p", "4", "-n", "5", "--repeat", "2", "-t", "2", "--bandwidth-mib", "8"};
 
 TEST_F(BenchCommand, JsonIsTheLastLine) {
-    std::vector<std::string> args = {"--synthetic", "1m",      "--weights", "t5",    "--head",
-                                     "i8",          "--batch", "2",         "--json"};
+    std::vector<std::string> args = {"--synthetic", "1m", "--weights",  "t5", "--head", "i8",
+                                     "--batch",     "2",  "--kv-cache", "i8", "--json"};
     args.insert(args.end(), kQuick.begin(), kQuick.end());
     const Outcome r = bench(args);
     ASSERT_EQ(r.code, 0) << r.err;
@@ -526,6 +546,7 @@ TEST_F(BenchCommand, JsonIsTheLastLine) {
     EXPECT_NE(j["format"].get<std::string>().find("ternary5"), std::string::npos);
     EXPECT_EQ(j["threads"], 2);
     EXPECT_EQ(j["batch"], 2);
+    EXPECT_EQ(j["kv_cache"], "i8");
     for (const char* key : {"prompt_tok_s", "gen_tok_s", "ttft_ms", "peak_rss_mb",
                             "bytes_per_token", "achieved_gb_s", "bandwidth_gb_s", "batch_tok_s"})
         EXPECT_GT(j[key].get<double>(), 0) << key;

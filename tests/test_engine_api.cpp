@@ -414,7 +414,8 @@ TEST(EngineApiKvCache, PrecisionAgainstReference) {
     for (const std::string& m : std::vector<std::string>{"tiny-packed", "tiny-master"}) {
         const RefData& r = ref(m);
         const int V = r.vocab();
-        for (KVCacheType type : {KVCacheType::F32, KVCacheType::F16, KVCacheType::BF16}) {
+        for (KVCacheType type :
+             {KVCacheType::F32, KVCacheType::F16, KVCacheType::BF16, KVCacheType::I8}) {
             const std::string kv = kv_cache_type_name(type);
             SCOPED_TRACE("model " + m + " kv " + kv);
             auto engine = InferenceEngine::builder().kv_cache_type(type).threads(2).build();
@@ -452,7 +453,10 @@ TEST(EngineApiKvCache, PrecisionAgainstReference) {
                 EXPECT_LT(med, 0.05);
                 EXPECT_GE(mean_top, 0.95);
             } else {
-                EXPECT_LT(med, 0.2);
+                // The tiny models' random weights make their logits far more sensitive to the
+                // cache than a trained model's (docs/NUMERICS.md: perplexity); a broken cache
+                // gives errors near 1.
+                EXPECT_LT(med, type == KVCacheType::I8 ? 0.3 : 0.2);
                 EXPECT_GE(mean_top, 0.8);
             }
             std::printf("kv=%s model=%s median_rel_l2=%.6g mean_top1=%.4f\n", kv.c_str(), m.c_str(),

@@ -697,6 +697,38 @@ TEST_P(KernelTest, GatedActivations) {
     }
 }
 
+// Rows of head_dim floats ([positions][heads][head_dim]) as a KV cache of `type` stores them:
+// converted by the scalar store_kv_row, with I8's scales per head ([heads][positions]).
+struct StoredKv {
+    std::vector<uint8_t> bytes;
+    std::vector<float> scales;
+    size_t elem;
+    int positions;
+    const void* head(int h, int head_dim) const {
+        return bytes.data() + static_cast<size_t>(h) * head_dim * elem;
+    }
+    const float* head_scales(int h) const {
+        return scales.data() + static_cast<size_t>(h) * positions;
+    }
+};
+
+StoredKv store_kv(const std::vector<float>& x, KvType type, int heads, int head_dim) {
+    StoredKv s;
+    s.elem = kv_elem_bytes(type);
+    s.positions = static_cast<int>(x.size() / (static_cast<size_t>(heads) * head_dim));
+    s.bytes.resize(x.size() * s.elem);
+    s.scales.resize(static_cast<size_t>(heads) * s.positions);
+    for (int p = 0; p < s.positions; ++p) {
+        for (int h = 0; h < heads; ++h) {
+            const size_t row = (static_cast<size_t>(p) * heads + h) * head_dim;
+            scalar_kernels().store_kv_row(x.data() + row, head_dim, type,
+                                          s.bytes.data() + row * s.elem,
+                                          &s.scales[static_cast<size_t>(h) * s.positions + p]);
+        }
+    }
+    return s;
+}
+
 // KV cache of n_keys positions x n_kv heads (row_stride = n_kv * head_dim); the head under
 // test is kv head 2, so its rows start mid-row and are strided.
 void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys, uint32_t seed) {
@@ -705,17 +737,13 @@ void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys
     const std::vector<float> kf = random_floats(stride * n_keys, seed, -2.f, 2.f);
     const std::vector<float> vf = random_floats(stride * n_keys, seed + 1, -2.f, 2.f);
     const std::vector<float> q = random_floats(head_dim, seed + 2, -2.f, 2.f);
-    std::vector<float> k32 = kf, v32 = vf;
-    std::vector<uint16_t> k16(kf.size()), v16(vf.size());
-    for (size_t i = 0; i < kf.size(); ++i) {
-        k16[i] = type == KvType::F16 ? f32_to_f16(kf[i]) : f32_to_bf16(kf[i]);
-        v16[i] = type == KvType::F16 ? f32_to_f16(vf[i]) : f32_to_bf16(vf[i]);
-    }
-    const size_t off = static_cast<size_t>(head) * head_dim;
+    const StoredKv ks = store_kv(kf, type, n_kv, head_dim), vs = store_kv(vf, type, n_kv, head_dim);
     AttentionHeadArgs a;
     a.q = q.data();
-    a.k = type == KvType::F32 ? static_cast<const void*>(k32.data() + off) : k16.data() + off;
-    a.v = type == KvType::F32 ? static_cast<const void*>(v32.data() + off) : v16.data() + off;
+    a.k = ks.head(head, head_dim);
+    a.v = vs.head(head, head_dim);
+    a.k_scale = ks.head_scales(head);
+    a.v_scale = vs.head_scales(head);
     a.kv_type = type;
     a.row_stride = stride;
     a.n_keys = n_keys;
@@ -772,12 +800,12 @@ TEST(StoreKvRow, EveryLevelRoundsAsHalfH) {
                 if (n > static_cast<int>(src->size())) continue;
                 const float* x = src->data();
                 std::vector<float> f32(n + 1, 5.f);
-                k.store_kv_row(x, n, KvType::F32, f32.data());
+                k.store_kv_row(x, n, KvType::F32, f32.data(), nullptr);
                 ASSERT_EQ(0, std::memcmp(f32.data(), x, sizeof(float) * n)) << k.name;
                 ASSERT_EQ(f32[n], 5.f) << k.name << ": wrote past n";
                 for (KvType type : {KvType::F16, KvType::BF16}) {
                     std::vector<uint16_t> got(n + 1, 0x5555);
-                    k.store_kv_row(x, n, type, got.data());
+                    k.store_kv_row(x, n, type, got.data(), nullptr);
                     ASSERT_EQ(got[n], 0x5555) << k.name << ": wrote past n";
                     for (int i = 0; i < n; ++i) {
                         const uint16_t want =
@@ -794,8 +822,74 @@ TEST(StoreKvRow, EveryLevelRoundsAsHalfH) {
     }
 }
 
+// An int8 KV row is quantize_row_i8's bytes with the scale 1 / s_x, the same bits at every
+// level, and nothing is written past the row.
+TEST(StoreKvRow, Int8RowsAreQuantizeRowI8AtEveryLevel) {
+    for (Isa isa : supported_isas()) {
+        const KernelTable& k = kernels(isa);
+        for (int n : {1, 7, 16, 31, 32, 33, 64, 100, 128, 300}) {
+            for (float range : {1e-4f, 3.f, 70000.f}) {
+                const std::vector<float> x = random_floats(n, 99u + n, -range, range);
+                std::vector<int8_t> want(n), got(n + 1, 0x55);
+                int32_t sum = 0;
+                const float s_x =
+                    scalar_kernels().quantize_row_i8(x.data(), n, n, want.data(), &sum);
+                float scale = 0.f;
+                k.store_kv_row(x.data(), n, KvType::I8, got.data(), &scale);
+                ASSERT_TRUE(same_bits(scale, 1.f / s_x)) << k.name << " n=" << n;
+                ASSERT_EQ(0, std::memcmp(got.data(), want.data(), n)) << k.name << " n=" << n;
+                ASSERT_EQ(got[n], 0x55) << k.name << ": wrote past n";
+                // Dequantised, each value is within half a step of the input.
+                for (int i = 0; i < n; ++i)
+                    ASSERT_LE(std::abs(got[i] * scale - x[i]), 0.5001f * scale)
+                        << k.name << " i=" << i;
+            }
+        }
+    }
+}
+
+// What an int8 cache costs: attention over it stays within a few percent of the f32 cache's
+// output (random keys and values in [-2, 2]), at every level.
+TEST(AttentionInt8Cache, IsCloseToTheF32Cache) {
+    for (Isa isa : supported_isas()) {
+        const KernelTable& k = kernels(isa);
+        for (int head_dim : {32, 128}) {
+            for (int n_keys : {5, 200}) {
+                const size_t n = static_cast<size_t>(head_dim) * n_keys;
+                const std::vector<float> kf = random_floats(n, 5u + n_keys, -2.f, 2.f);
+                const std::vector<float> vf = random_floats(n, 6u + n_keys, -2.f, 2.f);
+                const std::vector<float> q = random_floats(head_dim, 7u, -2.f, 2.f);
+                const StoredKv ks = store_kv(kf, KvType::I8, 1, head_dim),
+                               vs = store_kv(vf, KvType::I8, 1, head_dim);
+                std::vector<float> scratch(n_keys), exact(head_dim), approx(head_dim);
+                AttentionHeadArgs a;
+                a.q = q.data();
+                a.row_stride = head_dim;
+                a.n_keys = n_keys;
+                a.head_dim = head_dim;
+                a.scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+                a.scratch = scratch.data();
+                a.k = kf.data();
+                a.v = vf.data();
+                a.out = exact.data();
+                k.attention_head(a);
+                a.kv_type = KvType::I8;
+                a.k = ks.bytes.data();
+                a.v = vs.bytes.data();
+                a.k_scale = ks.scales.data();
+                a.v_scale = vs.scales.data();
+                a.out = approx.data();
+                k.attention_head(a);
+                for (int d = 0; d < head_dim; ++d)
+                    ASSERT_NEAR(approx[d], exact[d], 0.03)
+                        << k.name << " head_dim=" << head_dim << " n_keys=" << n_keys << " d=" << d;
+            }
+        }
+    }
+}
+
 TEST_P(KernelTest, AttentionHead) {
-    for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
+    for (KvType type : {KvType::F32, KvType::F16, KvType::BF16, KvType::I8}) {
         for (int head_dim : {16, 32, 40, 64, 72, 128}) {
             for (int n_keys = 1; n_keys <= 41; ++n_keys)
                 check_attention(k(), type, head_dim, n_keys, 60u + n_keys);
@@ -816,14 +910,12 @@ void check_grouped_attention(const KernelTable& k, KvType type, int head_dim, in
     const std::vector<float> kf = random_floats(hd * n, seed, -2.f, 2.f);
     const std::vector<float> vf = random_floats(hd * n, seed + 1, -2.f, 2.f);
     const std::vector<float> q = random_floats(hd * n_queries, seed + 2, -2.f, 2.f);
-    std::vector<uint16_t> k16(kf.size()), v16(vf.size());
-    for (size_t i = 0; i < kf.size(); ++i) {
-        k16[i] = type == KvType::F16 ? f32_to_f16(kf[i]) : f32_to_bf16(kf[i]);
-        v16[i] = type == KvType::F16 ? f32_to_f16(vf[i]) : f32_to_bf16(vf[i]);
-    }
+    const StoredKv ks = store_kv(kf, type, 1, head_dim), vs = store_kv(vf, type, 1, head_dim);
     AttentionHeadArgs a;
-    a.k = type == KvType::F32 ? static_cast<const void*>(kf.data()) : k16.data();
-    a.v = type == KvType::F32 ? static_cast<const void*>(vf.data()) : v16.data();
+    a.k = ks.head(0, head_dim);
+    a.v = vs.head(0, head_dim);
+    a.k_scale = ks.head_scales(0);
+    a.v_scale = vs.head_scales(0);
     a.kv_type = type;
     a.row_stride = hd;
     a.n_keys = n_keys;
@@ -856,7 +948,7 @@ void check_grouped_attention(const KernelTable& k, KvType type, int head_dim, in
 TEST(AttentionGroups, EachQueryIsTheSameAloneAndInAGroup) {
     for (Isa isa : supported_isas()) {
         SCOPED_TRACE(isa_name(isa));
-        for (KvType type : {KvType::F32, KvType::F16, KvType::BF16}) {
+        for (KvType type : {KvType::F32, KvType::F16, KvType::BF16, KvType::I8}) {
             for (int head_dim : {16, 24, 40, 64, 128, 200, 520}) {
                 for (int n_keys : {1, 3, 31, 32, 33, 70, 257}) {
                     for (int n_queries : {2, 4, 9})

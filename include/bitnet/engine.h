@@ -30,7 +30,9 @@
 
 namespace bitnet {
 
-enum class KVCacheType { F32, F16, BF16 };
+// F32 is exact; F16 and BF16 round each value to 16 bits; I8 stores each head's row of a
+// position as int8 with one float scale (absmax / 127), a quarter of F32's bytes.
+enum class KVCacheType { F32, F16, BF16, I8 };
 const char* kv_cache_type_name(KVCacheType type) noexcept;
 
 // CPU kernel level; Auto picks the best the CPU supports (or the BITNET_CPU_ISA variable).

@@ -332,6 +332,13 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
             __builtin_prefetch(k + off);
             __builtin_prefetch(v + off);
         }
+        if (const float* ks = cache.key_scales(index, unit.kv_head)) {
+            const float* vs = cache.value_scales(index, unit.kv_head);
+            for (int p = 0; p <= b.pos[unit.t]; p += 16) {
+                __builtin_prefetch(ks + p);
+                __builtin_prefetch(vs + p);
+            }
+        }
     };
     const bool fetch_next = !b.prefetch_kv;
     share(pool_, attention_work, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
@@ -350,6 +357,8 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
             a.q = b.q + t * QD + static_cast<size_t>(first_head) * hd;
             a.k = cache.keys(index, kv_head);
             a.v = cache.values(index, kv_head);
+            a.k_scale = cache.key_scales(index, kv_head);
+            a.v_scale = cache.value_scales(index, kv_head);
             a.kv_type = cache.type();
             a.prefetch = b.prefetch_kv;
             a.row_stride = cache.row_elements();

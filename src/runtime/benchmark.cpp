@@ -97,14 +97,14 @@ void validate(const InferenceEngine& engine, const Model& model, const BenchOpti
               std::to_string(engine.options().max_batch_size));
 }
 
-size_t kv_element_bytes(KVCacheType t) {
-    return t == KVCacheType::F32 ? 4 : 2;
-}
-
-// Keys and values of one cached position over all layers, as the engine's cache stores them.
+// Keys and values of one cached position over all layers, as the engine's cache stores them
+// (int8 rows with their float scale).
 double kv_bytes_per_position(const InferenceEngine& engine, const ModelConfig& c) {
-    return static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * c.head_dim *
-           kv_element_bytes(engine.options().kv_cache_type);
+    const KVCacheType t = engine.options().kv_cache_type;
+    const double row = t == KVCacheType::F32  ? 4.0 * c.head_dim
+                       : t == KVCacheType::I8 ? c.head_dim + 4.0
+                                              : 2.0 * c.head_dim;
+    return static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * row;
 }
 
 // What a decode step reads of a BitLinear: the row groups instead of the rows they cover, where

@@ -18,6 +18,8 @@ const char* kv_cache_type_name(KVCacheType type) noexcept {
             return "f16";
         case KVCacheType::BF16:
             return "bf16";
+        case KVCacheType::I8:
+            return "i8";
     }
     return "?";
 }
@@ -48,6 +50,8 @@ cpu::KvType kv_type_for(KVCacheType t) {
             return cpu::KvType::F16;
         case KVCacheType::BF16:
             return cpu::KvType::BF16;
+        case KVCacheType::I8:
+            return cpu::KvType::I8;
     }
     return cpu::KvType::F32;
 }

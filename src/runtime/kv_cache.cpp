@@ -7,15 +7,18 @@ KVCache::KVCache(const ModelConfig& config, int capacity, cpu::KvType type)
       type_(type),
       kv_heads_(config.num_kv_heads),
       head_dim_(config.head_dim),
-      elem_bytes_(type == cpu::KvType::F32 ? 4 : 2),
+      elem_bytes_(cpu::kv_elem_bytes(type)),
       storage_(static_cast<size_t>(config.num_layers) * 2 * config.num_kv_heads * capacity *
                    config.head_dim * elem_bytes_,
-               false) {}
+               false),
+      scales_(type == cpu::KvType::I8
+                  ? static_cast<size_t>(config.num_layers) * 2 * config.num_kv_heads * capacity
+                  : 0,
+              false) {}
 
 const void* KVCache::base(int layer, int which, int kv_head) const noexcept {
     const size_t head_plane = static_cast<size_t>(capacity_) * head_dim_ * elem_bytes_;
-    const size_t plane = (static_cast<size_t>(layer) * 2 + which) * kv_heads_ + kv_head;
-    return storage_.data() + plane * head_plane;
+    return storage_.data() + plane(layer, which, kv_head) * head_plane;
 }
 
 void* KVCache::base(int layer, int which, int kv_head) noexcept {
@@ -30,7 +33,9 @@ void KVCache::store(const cpu::KernelTable& kernels, int layer, int pos, const f
         for (int head = 0; head < kv_heads_; ++head) {
             uint8_t* dst = static_cast<uint8_t*>(base(layer, which, head)) +
                            static_cast<size_t>(pos) * n * elem_bytes_;
-            kernels.store_kv_row(src[which] + head * n, head_dim_, type_, dst);
+            float* scale =
+                has_scales() ? scales_.data() + scale_offset(layer, which, head) + pos : nullptr;
+            kernels.store_kv_row(src[which] + head * n, head_dim_, type_, dst, scale);
         }
     }
 }

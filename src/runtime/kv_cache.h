@@ -1,7 +1,9 @@
 // The keys and values of one sequence, per layer and KV head: [capacity][head_dim] in f32 (the
-// exact mode), f16 or bf16. Allocated once when a session is created. Head-major, so that the
-// attention of one head reads one contiguous run: with positions outermost a head's rows were
-// 1/n_kv_heads of each row apart, which left the hardware prefetchers behind when decoding.
+// exact mode), f16, bf16 or int8; int8 rows have one float scale each, in planes of their own
+// ([capacity] per layer, K or V, and KV head) so that the rows keep their 64-byte lines. Allocated
+// once when a session is created. Head-major, so that the attention of one head reads one
+// contiguous run: with positions outermost a head's rows were 1/n_kv_heads of each row apart, which
+// left the hardware prefetchers behind when decoding.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,7 @@ class KVCache {
     int length() const noexcept { return length_; }
     void set_length(int n) noexcept { length_ = n; }
     cpu::KvType type() const noexcept { return type_; }
-    size_t bytes() const noexcept { return storage_.size(); }
+    size_t bytes() const noexcept { return storage_.size() + scales_.size() * sizeof(float); }
     // Keys and values of one position over all layers.
     size_t position_bytes() const noexcept { return capacity_ > 0 ? bytes() / capacity_ : 0; }
     // Elements from one position of a head to the next.
@@ -34,10 +36,24 @@ class KVCache {
     // Position 0 of a layer's keys / values of one KV head, for cpu::AttentionHeadArgs.
     const void* keys(int layer, int kv_head) const noexcept { return base(layer, 0, kv_head); }
     const void* values(int layer, int kv_head) const noexcept { return base(layer, 1, kv_head); }
+    // Position 0 of their scales (I8), or nullptr.
+    const float* key_scales(int layer, int kv_head) const noexcept {
+        return has_scales() ? scales_.data() + scale_offset(layer, 0, kv_head) : nullptr;
+    }
+    const float* value_scales(int layer, int kv_head) const noexcept {
+        return has_scales() ? scales_.data() + scale_offset(layer, 1, kv_head) : nullptr;
+    }
 
   private:
     const void* base(int layer, int which, int kv_head) const noexcept;
     void* base(int layer, int which, int kv_head) noexcept;
+    size_t plane(int layer, int which, int kv_head) const noexcept {
+        return (static_cast<size_t>(layer) * 2 + which) * kv_heads_ + kv_head;
+    }
+    bool has_scales() const noexcept { return scales_.size() != 0; }
+    size_t scale_offset(int layer, int which, int kv_head) const noexcept {
+        return plane(layer, which, kv_head) * capacity_;
+    }
 
     int capacity_;
     int length_ = 0;
@@ -46,6 +62,7 @@ class KVCache {
     int head_dim_;
     size_t elem_bytes_;
     AlignedBuffer<uint8_t> storage_;
+    AlignedBuffer<float> scales_;
 };
 
 }  // namespace bitnet

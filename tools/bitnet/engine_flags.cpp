@@ -10,8 +10,9 @@ void EngineFlags::add_to(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     app.add_option("--kernel", kernel, "CPU kernel level: auto, scalar, avx2, avx512, avx512vnni")
         ->check(CLI::IsMember({"auto", "scalar", "avx2", "avx512", "avx512vnni"}));
-    app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact), f16, bf16")
-        ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+    app.add_option("--kv-cache", kv_cache,
+                   "KV cache precision: f32 (exact), f16, bf16, i8 (int8 rows, a scale each)")
+        ->check(CLI::IsMember({"f32", "f16", "bf16", "i8"}));
     app.add_flag("--reference-numerics", reference_numerics,
                  "accumulate BitLinear in float32 like PyTorch, to reproduce transformers' "
                  "rounding (slower)");
@@ -46,6 +47,7 @@ EngineOptions EngineFlags::to_options() const {
     }
     o.kv_cache_type = kv_cache == "f16"    ? KVCacheType::F16
                       : kv_cache == "bf16" ? KVCacheType::BF16
+                      : kv_cache == "i8"   ? KVCacheType::I8
                                            : KVCacheType::F32;
     o.device = device == "cpu" ? Device::CPU : device == "cuda" ? Device::CUDA : Device::Auto;
     o.weight_memory = weight_memory == "mapped" ? WeightMemory::Mapped

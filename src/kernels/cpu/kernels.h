@@ -137,13 +137,23 @@ struct QuantizedActivations {
 // spent about half its time in those reductions and in widening bf16 halves.
 inline constexpr int kDenseGroupRows = 16;
 
-enum class KvType : int { F32 = 0, F16 = 1, BF16 = 2 };
+// KV cache element types. I8 rows hold int8 values and one float scale each (a row: the
+// head_dim values of one position of one head), quantised as quantize_row_i8 quantises
+// activations: q = round(x * s_x), stored with the scale 1 / s_x.
+enum class KvType : int { F32 = 0, F16 = 1, BF16 = 2, I8 = 3 };
+
+BITNET_KERNEL_INLINE static constexpr size_t kv_elem_bytes(KvType t) {
+    return t == KvType::F32 ? 4 : t == KvType::I8 ? 1 : 2;
+}
 
 // n_queries query heads that share one KV head (grouped-query attention) attending over
 // n_keys cached positions (causal masking is the caller's choice of n_keys). Element (pos, d)
 // of the keys is at k[pos * row_stride + d], likewise v. Query i is q[i * head_dim ...], its
 // output out[i * head_dim ...]. Every query's result is the same bits whatever n_queries is;
 // a call with several reads the keys and values from memory once for all of them.
+// With I8 keys and values, key p is k[p] * k_scale[p] and value p is v[p] * v_scale[p]: the
+// score is (scale * dot(q, k[p])) * k_scale[p], and after the softmax each weight w[p] becomes
+// w[p] * v_scale[p] before the sum of w[p] * v[p], in that order at every level.
 struct AttentionHeadArgs {
     const float* q = nullptr;  // [n_queries][head_dim]
     const void* k = nullptr;
@@ -157,9 +167,11 @@ struct AttentionHeadArgs {
     // long sequences): fetching ahead then doubles the read rate, where it costs 20-30% on data
     // already in L2.
     bool prefetch = false;
-    float scale = 0.f;         // 1 / sqrt(head_dim)
-    float* scratch = nullptr;  // [n_queries][n_keys] floats
-    float* out = nullptr;      // [n_queries][head_dim]
+    float scale = 0.f;               // 1 / sqrt(head_dim)
+    float* scratch = nullptr;        // [n_queries][n_keys] floats
+    float* out = nullptr;            // [n_queries][head_dim]
+    const float* k_scale = nullptr;  // I8: one scale a key position
+    const float* v_scale = nullptr;  // I8: one scale a value position
 };
 
 struct KernelTable {
@@ -236,7 +248,8 @@ struct KernelTable {
     // n floats into a KV cache row of `type`: copied (F32), or rounded to nearest even as
     // core/half.h rounds (F16, BF16), NaN included, so every level stores the same bits. A small
     // model's step stored 1,024 values this way, one at a time (about 2% of it with bf16).
-    void (*store_kv_row)(const float* x, int n, KvType type, void* out);
+    // I8 quantises the row with quantize_row_i8 and writes 1 / s_x to *scale (unused otherwise).
+    void (*store_kv_row)(const float* x, int n, KvType type, void* out, float* scale);
 };
 
 // BitLinear as PyTorch computes it in float32: activations dequantized one by one

@@ -752,6 +752,11 @@ template <KvType T>
 inline __m256 load_kv(const void* base, size_t off, int len) {
     if constexpr (T == KvType::F32) {
         return load8(static_cast<const float*>(base) + off, len);
+    } else if constexpr (T == KvType::I8) {
+        const int8_t* p = static_cast<const int8_t*>(base) + off;
+        int64_t eight = 0;
+        memcpy(&eight, p, static_cast<size_t>(len));
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(eight)));
     } else {
         const uint16_t* p = static_cast<const uint16_t*>(base) + off;
         const __m128i h =
@@ -908,6 +913,13 @@ void scores(const AttentionHeadArgs& a) {
     }
 }
 
+// s[p] *= f[p] for p < n (I8 caches' scales; one rounding each, as every level does it).
+inline void scale_each(float* s, const float* f, int n) {
+    for_chunks(n, [&](int i, int len) {
+        store8(s + i, len, _mm256_mul_ps(load8(s + i, len), load8(f + i, len)));
+    });
+}
+
 template <KvType T>
 void attention_impl(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
@@ -916,7 +928,9 @@ void attention_impl(const AttentionHeadArgs& a) {
     } else {
         scores<T>(a);
     }
+    if constexpr (T == KvType::I8) scale_each(a.scratch, a.k_scale, a.n_keys);
     softmax(a.scratch, a.n_keys);
+    if constexpr (T == KvType::I8) scale_each(a.scratch, a.v_scale, a.n_keys);
 
     // Weighted sum of v, up to four 8-wide slices of head_dim at a time held in registers across
     // all keys, so each value row is read once per 32 dimensions rather than per 8.
@@ -946,6 +960,8 @@ void attention_query(const AttentionHeadArgs& a) {
             return attention_impl<KvType::F16>(a);
         case KvType::BF16:
             return attention_impl<KvType::BF16>(a);
+        case KvType::I8:
+            return attention_impl<KvType::I8>(a);
     }
 }
 
@@ -978,9 +994,14 @@ inline __m128i to_f16x8(__m256 x) {
     return _mm_blendv_epi8(h, nan_h, nan16);
 }
 
-void store_kv_row(const float* x, int n, KvType type, void* out) {
+void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
     if (type == KvType::F32) {
         memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
+        return;
+    }
+    if (type == KvType::I8) {
+        int32_t sum = 0;
+        *scale = 1.f / quantize_row_i8(x, n, n, static_cast<int8_t*>(out), &sum);
         return;
     }
     uint16_t* o = static_cast<uint16_t*>(out);

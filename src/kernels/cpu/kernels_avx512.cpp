@@ -1628,6 +1628,9 @@ inline __m512 load_kv(const void* base, size_t off, __mmask16 m) {
     } else if constexpr (T == KvType::F16) {
         return _mm512_cvtph_ps(
             _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + off));
+    } else if constexpr (T == KvType::I8) {
+        return _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, static_cast<const int8_t*>(base) + off)));
     } else {
         return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + off));
     }
@@ -1698,7 +1701,7 @@ constexpr int kKvPrefetchKeys = 32;
 template <KvType T>
 inline void prefetch_kv_rows(const AttentionHeadArgs& a, const void* base, int p, int n) {
     const int end = min_int(p + n, a.n_keys);
-    const size_t elem = T == KvType::F32 ? 4 : 2;
+    const size_t elem = kv_elem_bytes(T);
     const size_t row_bytes = static_cast<size_t>(a.head_dim) * elem;
     for (int r = p; r < end; ++r) {
         const char* row =
@@ -1988,6 +1991,16 @@ inline void value_passes(const AttentionHeadArgs& a, const float* w, float* out,
     }
 }
 
+// s[p] *= f[p] for p < n (one rounding each, as every level does it).
+inline void scale_each(float* s, const float* f, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = mask16(n - i);
+        _mm512_mask_storeu_ps(
+            s + i, m,
+            _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), _mm512_maskz_loadu_ps(m, f + i)));
+    }
+}
+
 // Split queries of up to this many dimensions stay on the stack.
 constexpr int kSplitQueryFloats = kQueriesPerPass * 512;
 
@@ -2006,8 +2019,13 @@ inline void query_chunk(const AttentionHeadArgs& a, int i0, bool prefetch) {
     } else {
         score_pass<T, Q>(a, q, s, prefetch);
     }
+    // I8: the scales of the keys, then of the values (see AttentionHeadArgs).
 #pragma GCC unroll 16
-    for (int i = 0; i < Q; ++i) softmax(s + i * n, a.n_keys);
+    for (int i = 0; i < Q; ++i) {
+        if constexpr (T == KvType::I8) scale_each(s + i * n, a.k_scale, a.n_keys);
+        softmax(s + i * n, a.n_keys);
+        if constexpr (T == KvType::I8) scale_each(s + i * n, a.v_scale, a.n_keys);
+    }
     if (a.head_dim <= 64) {
         value_passes<T, Q, 4>(a, s, a.out + i0 * hd, prefetch);
     } else {
@@ -2044,6 +2062,8 @@ void attention_head(const AttentionHeadArgs& a) {
             return attention_impl<KvType::F16>(a);
         case KvType::BF16:
             return attention_impl<KvType::BF16>(a);
+        case KvType::I8:
+            return attention_impl<KvType::I8>(a);
     }
 }
 
@@ -2072,9 +2092,14 @@ inline __m256i to_f16x16(__m512 x) {
     return _mm256_mask_mov_epi16(h, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), nan_h);
 }
 
-void store_kv_row(const float* x, int n, KvType type, void* out) {
+void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
     if (type == KvType::F32) {
         memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
+        return;
+    }
+    if (type == KvType::I8) {
+        int32_t sum = 0;
+        *scale = 1.f / quantize_row_i8(x, n, n, static_cast<int8_t*>(out), &sum);
         return;
     }
     uint16_t* o = static_cast<uint16_t*>(out);

@@ -194,6 +194,8 @@ inline float load_kv(const void* base, KvType type, size_t i) {
             return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
         case KvType::BF16:
             return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+        case KvType::I8:
+            return static_cast<float>(static_cast<const int8_t*>(base)[i]);
     }
     return 0.f;
 }
@@ -204,8 +206,12 @@ void attention_query(const AttentionHeadArgs& a) {
             return a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d);
         });
         a.scratch[p] = dot * a.scale;
+        if (a.kv_type == KvType::I8) a.scratch[p] *= a.k_scale[p];
     }
     softmax(a.scratch, a.n_keys);
+    if (a.kv_type == KvType::I8) {
+        for (int p = 0; p < a.n_keys; ++p) a.scratch[p] *= a.v_scale[p];
+    }
     for (int d = 0; d < a.head_dim; ++d) a.out[d] = 0.f;
     for (int p = 0; p < a.n_keys; ++p) {
         const float pw = a.scratch[p];
@@ -218,7 +224,7 @@ void attention_head(const AttentionHeadArgs& a) {
     attention_each_query(a, attention_query);
 }
 
-void store_kv_row(const float* x, int n, KvType type, void* out) {
+void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
     switch (type) {
         case KvType::F32:
             std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
@@ -229,6 +235,11 @@ void store_kv_row(const float* x, int n, KvType type, void* out) {
         case KvType::BF16:
             for (int i = 0; i < n; ++i) static_cast<uint16_t*>(out)[i] = f32_to_bf16(x[i]);
             return;
+        case KvType::I8: {
+            int32_t sum = 0;
+            *scale = 1.f / quantize_row_i8(x, n, n, static_cast<int8_t*>(out), &sum);
+            return;
+        }
     }
 }
 
