@@ -151,9 +151,11 @@ BITNET_KERNEL_INLINE static constexpr size_t kv_elem_bytes(KvType t) {
 // of the keys is at k[pos * row_stride + d], likewise v. Query i is q[i * head_dim ...], its
 // output out[i * head_dim ...]. Every query's result is the same bits whatever n_queries is;
 // a call with several reads the keys and values from memory once for all of them.
-// With I8 keys and values, key p is k[p] * k_scale[p] and value p is v[p] * v_scale[p]: the
-// score is (scale * dot(q, k[p])) * k_scale[p], and after the softmax each weight w[p] becomes
-// w[p] * v_scale[p] before the sum of w[p] * v[p], in that order at every level.
+// With I8 keys and values, key p is k[p] * k_scale[p] and value p is v[p] * v_scale[p]. The
+// query is quantised too (quantize_row_i8: q8, s_q), so a score is an exact int32 dot product,
+// as in llama.cpp's q8_0 caches: (float(dot(q8, k[p])) * (scale / s_q)) * k_scale[p]. After the
+// softmax each weight w[p] becomes w[p] * v_scale[p] before the float sum of w[p] * v[p]. Every
+// level computes exactly these roundings.
 struct AttentionHeadArgs {
     const float* q = nullptr;  // [n_queries][head_dim]
     const void* k = nullptr;

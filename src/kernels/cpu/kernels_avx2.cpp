@@ -913,6 +913,38 @@ void scores(const AttentionHeadArgs& a) {
     }
 }
 
+// I8 scores (see AttentionHeadArgs) without the keys' scales: float(dot(q8, k[p])) * scale / s_q.
+// Each product is |q8| times k8 with q8's sign, summed in int16 pairs (at most 2 x 127 x 128)
+// and then int32 lanes: exact, so the bits are the scalar level's.
+inline void int8_scores(const AttentionHeadArgs& a) {
+    const int hd = a.head_dim, padded = (hd + 31) & ~31;
+    alignas(32) int8_t on_stack[512];
+    std::vector<int8_t> on_heap(padded > 512 ? padded : 0);
+    int8_t* q8 = on_heap.empty() ? on_stack : on_heap.data();
+    int32_t sum = 0;
+    const float qd = a.scale / quantize_row_i8(a.q, hd, padded, q8, &sum);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int p = 0; p < a.n_keys; ++p) {
+        const int8_t* k = static_cast<const int8_t*>(a.k) + static_cast<size_t>(p) * a.row_stride;
+        __m256i acc = _mm256_setzero_si256();
+        for (int d = 0; d < hd; d += 32) {
+            __m256i kv;
+            if (hd - d >= 32) {
+                kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + d));
+            } else {
+                alignas(32) int8_t tail[32] = {};
+                memcpy(tail, k + d, static_cast<size_t>(hd - d));
+                kv = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+            }
+            const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + d));
+            const __m256i pairs =
+                _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+        }
+        a.scratch[p] = static_cast<float>(hsum_epi32(acc)) * qd;
+    }
+}
+
 // s[p] *= f[p] for p < n (I8 caches' scales; one rounding each, as every level does it).
 inline void scale_each(float* s, const float* f, int n) {
     for_chunks(n, [&](int i, int len) {
@@ -925,6 +957,8 @@ void attention_impl(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
     if constexpr (T == KvType::BF16) {
         bf16_scores(a);
+    } else if constexpr (T == KvType::I8) {
+        int8_scores(a);
     } else {
         scores<T>(a);
     }

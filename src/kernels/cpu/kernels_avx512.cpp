@@ -1991,6 +1991,67 @@ inline void value_passes(const AttentionHeadArgs& a, const float* w, float* out,
     }
 }
 
+// Lanes [0, n) of a 64-lane mask; n may exceed 64 or be negative.
+inline __mmask64 mask64(int n) {
+    if (n <= 0) return 0;
+    return n >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << n) - 1;
+}
+
+// I8 scores (see AttentionHeadArgs) without the keys' scales, float(dot(q8, k[p])) * scale / s_q,
+// sixteen keys a tile reduced together. With VNNI a vpdpbusd takes the keys made unsigned (an XOR
+// adds 128) and q8, less 128 sum(q8) after; without it, |q8| times k8 with q8's sign goes into
+// int16 pairs (at most 2 x 127 x 128) and int32 lanes. A 64-byte chunk costs two or four
+// instructions where widening it to floats took eight and its multiply-adds four. The sums are
+// exact, so the bits are the scalar level's whatever the order.
+inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
+    const int hd = a.head_dim, padded = (hd + 63) & ~63, chunks = padded / 64;
+    alignas(64) int8_t on_stack[512];
+    std::vector<int8_t> on_heap(padded > 512 ? padded : 0);
+    int8_t* q8 = on_heap.empty() ? on_stack : on_heap.data();
+    int32_t q_sum = 0;
+    const float qd = a.scale / quantize_row_i8(q, hd, padded, q8, &q_sum);
+    const size_t stride = a.row_stride;
+    const int8_t* const k = static_cast<const int8_t*>(a.k);
+#if BITNET_VNNI
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    const int32_t offset = 128 * q_sum;  // what the keys' +128 added to each dot product
+#else
+    const __m512i ones16 = _mm512_set1_epi16(1);
+    const int32_t offset = 0;
+#endif
+    const __mmask64 last = mask64(hd - 64 * (chunks - 1));
+    auto key_dot = [&](int p) __attribute__((always_inline)) {
+        const int8_t* kp = k + static_cast<size_t>(p) * stride;
+        __m512i acc = _mm512_setzero_si512();
+        for (int c = 0; c < chunks; ++c) {
+            const __m512i kv = c + 1 < chunks ? _mm512_loadu_si512(kp + 64 * c)
+                                              : _mm512_maskz_loadu_epi8(last, kp + 64 * c);
+            const __m512i qv = _mm512_load_si512(q8 + 64 * c);
+#if BITNET_VNNI
+            acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(kv, bias), qv);
+#else
+            const __m512i signed_k =
+                _mm512_mask_sub_epi8(kv, _mm512_movepi8_mask(qv), _mm512_setzero_si512(), kv);
+            const __m512i pairs = _mm512_maddubs_epi16(_mm512_abs_epi8(qv), signed_k);
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, ones16));
+#endif
+        }
+        return acc;
+    };
+    int p = 0;
+    for (; p + 16 <= a.n_keys; p += 16) {
+        if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
+        __m512i acc[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) acc[j] = key_dot(p + j);
+        const __m512i dots = _mm512_sub_epi32(reduce16_epi32(acc), _mm512_set1_epi32(offset));
+        _mm512_storeu_ps(s + p, _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_set1_ps(qd)));
+    }
+    for (; p < a.n_keys; ++p) {
+        s[p] = static_cast<float>(_mm512_reduce_add_epi32(key_dot(p)) - offset) * qd;
+    }
+}
+
 // s[p] *= f[p] for p < n (one rounding each, as every level does it).
 inline void scale_each(float* s, const float* f, int n) {
     for (int i = 0; i < n; i += 16) {
@@ -2009,7 +2070,10 @@ inline void query_chunk(const AttentionHeadArgs& a, int i0, bool prefetch) {
     const size_t hd = static_cast<size_t>(a.head_dim), n = static_cast<size_t>(a.n_keys);
     const float* q = a.q + i0 * hd;
     float* s = a.scratch + i0 * n;
-    if constexpr (split_pairs(T)) {
+    if constexpr (T == KvType::I8) {
+#pragma GCC unroll 4
+        for (int i = 0; i < Q; ++i) int8_scores(a, q + i * hd, s + i * n, prefetch);
+    } else if constexpr (split_pairs(T)) {
         const size_t floats = static_cast<size_t>(Q) * score_dims<T>(a.head_dim);
         alignas(64) float on_stack[kSplitQueryFloats];
         std::vector<float> on_heap(floats > kSplitQueryFloats ? floats : 0);

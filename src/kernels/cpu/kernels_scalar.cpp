@@ -200,13 +200,33 @@ inline float load_kv(const void* base, KvType type, size_t i) {
     return 0.f;
 }
 
-void attention_query(const AttentionHeadArgs& a) {
+// I8 scores: integer dot products of the quantised query with the int8 keys.
+void int8_scores(const AttentionHeadArgs& a) {
+    std::vector<int8_t> q8(static_cast<size_t>(a.head_dim));
+    int32_t sum = 0;
+    const float qd = a.scale / quantize_row_i8(a.q, a.head_dim, a.head_dim, q8.data(), &sum);
+    const int8_t* k = static_cast<const int8_t*>(a.k);
+    for (int p = 0; p < a.n_keys; ++p) {
+        int32_t dot = 0;
+        for (int d = 0; d < a.head_dim; ++d) dot += q8[d] * k[p * a.row_stride + d];
+        a.scratch[p] = (static_cast<float>(dot) * qd) * a.k_scale[p];
+    }
+}
+
+void float_scores(const AttentionHeadArgs& a) {
     for (int p = 0; p < a.n_keys; ++p) {
         const float dot = lane_sum(a.head_dim, [&](int d) {
             return a.q[d] * load_kv(a.k, a.kv_type, p * a.row_stride + d);
         });
         a.scratch[p] = dot * a.scale;
-        if (a.kv_type == KvType::I8) a.scratch[p] *= a.k_scale[p];
+    }
+}
+
+void attention_query(const AttentionHeadArgs& a) {
+    if (a.kv_type == KvType::I8) {
+        int8_scores(a);
+    } else {
+        float_scores(a);
     }
     softmax(a.scratch, a.n_keys);
     if (a.kv_type == KvType::I8) {
