@@ -754,9 +754,13 @@ inline __m256 load_kv(const void* base, size_t off, int len) {
         return load8(static_cast<const float*>(base) + off, len);
     } else if constexpr (T == KvType::I8) {
         const int8_t* p = static_cast<const int8_t*>(base) + off;
-        int64_t eight = 0;
-        memcpy(&eight, p, static_cast<size_t>(len));
-        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(eight)));
+        if (len == 8) {
+            return _mm256_cvtepi32_ps(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+        }
+        int64_t tail = 0;
+        memcpy(&tail, p, static_cast<size_t>(len));
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(tail)));
     } else {
         const uint16_t* p = static_cast<const uint16_t*>(base) + off;
         const __m128i h =
@@ -792,6 +796,40 @@ inline void interleave_dims(__m256 even, __m256 odd, __m256* lo, __m256* hi) {
     *hi = _mm256_permute2f128_ps(a, b, 0x31);
 }
 
+// int8 values: a line of 32 as four groups of 8, group g holding dimensions 4j + g, each byte
+// moved to the top of its lane and shifted back with its sign: exact, and no shuffle, where
+// widening 8 bytes at a time takes one.
+inline __m256i load_i8x32(const void* base, size_t off, int len) {
+    const int8_t* p = static_cast<const int8_t*>(base) + off;
+    if (len >= 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    alignas(32) int8_t buf[32] = {};
+    memcpy(buf, p, static_cast<size_t>(len));
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
+}
+inline void int8_groups(__m256i line, __m256* g) {
+    g[0] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 24), 24));
+    g[1] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 16), 24));
+    g[2] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 8), 24));
+    g[3] = _mm256_cvtepi32_ps(_mm256_srai_epi32(line, 24));
+}
+// Four groups (dimension 4j + g in lane j of v[g]) back into slices of 8 consecutive dimensions.
+inline void ungroup4(__m256* v) {
+    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpacklo_ps(v[2], v[3]);
+    const __m256 t2 = _mm256_unpackhi_ps(v[0], v[1]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    auto lo = [](__m256 x, __m256 y) {
+        return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(x), _mm256_castps_pd(y)));
+    };
+    auto hi = [](__m256 x, __m256 y) {
+        return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(x), _mm256_castps_pd(y)));
+    };
+    // u0: dimensions 0-3 and 16-19; u1: 4-7, 20-23; u2: 8-11, 24-27; u3: 12-15, 28-31.
+    const __m256 u0 = lo(t0, t1), u1 = hi(t0, t1), u2 = lo(t2, t3), u3 = hi(t2, t3);
+    v[0] = _mm256_permute2f128_ps(u0, u1, 0x20);
+    v[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
+    v[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
+    v[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
+}
+
 // out[d0 .. d0 + 8 S) = sum_p scratch[p] * v_p, S slices of 8 (the last may be shorter). Each
 // slice keeps two accumulators (even and odd keys, the odd last key into the even one), which
 // halve its FMA dependency chain; its sum is the same whatever S is.
@@ -807,8 +845,15 @@ inline void value_slices(const AttentionHeadArgs& a, int d0) {
     const size_t stride = a.row_stride;
     // Adds weight w times the S slices of the row at r into acc: bf16 slices 2j and 2j + 1 come
     // from one line as even and odd dimensions (an odd last slice alone).
+    // Four slices of int8 values come from one line as groups (ungrouped after the sums: each
+    // dimension's sum is the same).
+    constexpr bool kGroups = T == KvType::I8 && S == 4;
     auto add_row = [&](__m256 w, size_t r, __m256* acc) {
-        if constexpr (T == KvType::BF16) {
+        if constexpr (kGroups) {
+            __m256 g[4];
+            int8_groups(load_i8x32(a.v, r, len[0] + len[1] + len[2] + len[3]), g);
+            for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(w, g[i], acc[i]);
+        } else if constexpr (T == KvType::BF16) {
             for (int j = 0; j < S / 2; ++j) {
                 const __m256i line = load_bf16x16(a.v, r + 16 * j, len[2 * j] + len[2 * j + 1]);
                 acc[2 * j] = _mm256_fmadd_ps(w, even_dims(line), acc[2 * j]);
@@ -832,6 +877,7 @@ inline void value_slices(const AttentionHeadArgs& a, int d0) {
         add_row(_mm256_set1_ps(a.scratch[k]), static_cast<size_t>(k) * stride + d0, acc0);
     __m256 sum[S];
     for (int s = 0; s < S; ++s) sum[s] = _mm256_add_ps(acc0[s], acc1[s]);
+    if constexpr (kGroups) ungroup4(sum);
     if constexpr (T == KvType::BF16) {
         for (int j = 0; j < S / 2; ++j)
             interleave_dims(sum[2 * j], sum[2 * j + 1], &sum[2 * j], &sum[2 * j + 1]);
@@ -924,7 +970,7 @@ inline void int8_scores(const AttentionHeadArgs& a) {
     int32_t sum = 0;
     const float qd = a.scale / quantize_row_i8(a.q, hd, padded, q8, &sum);
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int p = 0; p < a.n_keys; ++p) {
+    auto key_dot = [&](int p) {
         const int8_t* k = static_cast<const int8_t*>(a.k) + static_cast<size_t>(p) * a.row_stride;
         __m256i acc = _mm256_setzero_si256();
         for (int d = 0; d < hd; d += 32) {
@@ -941,8 +987,15 @@ inline void int8_scores(const AttentionHeadArgs& a) {
                 _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
         }
-        a.scratch[p] = static_cast<float>(hsum_epi32(acc)) * qd;
+        return acc;
+    };
+    int p = 0;
+    for (; p + 4 <= a.n_keys; p += 4) {
+        const __m128i dots =
+            reduce4_epi32(key_dot(p), key_dot(p + 1), key_dot(p + 2), key_dot(p + 3));
+        _mm_storeu_ps(a.scratch + p, _mm_mul_ps(_mm_cvtepi32_ps(dots), _mm_set1_ps(qd)));
     }
+    for (; p < a.n_keys; ++p) a.scratch[p] = static_cast<float>(hsum_epi32(key_dot(p))) * qd;
 }
 
 // s[p] *= f[p] for p < n (I8 caches' scales; one rounding each, as every level does it).

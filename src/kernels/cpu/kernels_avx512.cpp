@@ -2026,7 +2026,7 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
         for (int c = 0; c < chunks; ++c) {
             const __m512i kv = c + 1 < chunks ? _mm512_loadu_si512(kp + 64 * c)
                                               : _mm512_maskz_loadu_epi8(last, kp + 64 * c);
-            const __m512i qv = _mm512_load_si512(q8 + 64 * c);
+            const __m512i qv = _mm512_loadu_si512(q8 + 64 * c);
 #if BITNET_VNNI
             acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(kv, bias), qv);
 #else
