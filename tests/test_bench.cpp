@@ -271,6 +271,17 @@ BenchOptions tiny_options() {
     return o;
 }
 
+// One sequence, one run, nothing beside it: no batch, API comparison or read ceiling.
+BenchOptions single_run_options() {
+    BenchOptions o = tiny_options();
+    o.batch = 1;
+    o.api_overhead = false;
+    o.bandwidth_bytes = 0;
+    o.warmup = 0;
+    o.repeat = 1;
+    return o;
+}
+
 double number(const nlohmann::json& j, const char* key) {
     EXPECT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(j.contains(key) && j[key].is_number()) << key;
@@ -394,12 +405,7 @@ TEST(Benchmark, SpeculativeDecodingGivesTheSameTokens) {
 TEST(Benchmark, SkippedPartsAreLeftOut) {
     const auto model = synthetic();
     InferenceEngine engine(EngineOptions{.threads = 1});
-    BenchOptions o = tiny_options();
-    o.batch = 1;
-    o.api_overhead = false;
-    o.bandwidth_bytes = 0;
-    o.warmup = 0;
-    o.repeat = 1;
+    const BenchOptions o = single_run_options();
     const nlohmann::json j = nlohmann::json::parse(bench_json(run_benchmark(engine, model, o)));
     EXPECT_FALSE(j.contains("batch_tok_s"));
     EXPECT_FALSE(j.contains("spec_tok_s"));
@@ -413,12 +419,7 @@ TEST(Benchmark, SkippedPartsAreLeftOut) {
 TEST(Benchmark, Int8CacheCountsItsScales) {
     const auto model = synthetic();
     InferenceEngine engine(EngineOptions{.threads = 1, .kv_cache_type = KVCacheType::I8});
-    BenchOptions o = tiny_options();
-    o.batch = 1;
-    o.api_overhead = false;
-    o.bandwidth_bytes = 0;
-    o.warmup = 0;
-    o.repeat = 1;
+    const BenchOptions o = single_run_options();
     const nlohmann::json j = nlohmann::json::parse(bench_json(run_benchmark(engine, model, o)));
     const ModelConfig& c = model->config();
     const double row = static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * (c.head_dim + 4);
