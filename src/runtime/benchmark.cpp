@@ -97,14 +97,10 @@ void validate(const InferenceEngine& engine, const Model& model, const BenchOpti
               std::to_string(engine.options().max_batch_size));
 }
 
-// Keys and values of one cached position over all layers, as the engine's cache stores them
+// Keys and values of one cached position over all layers, as the session's cache stores them
 // (int8 rows with their float scale).
-double kv_bytes_per_position(const InferenceEngine& engine, const ModelConfig& c) {
-    const KVCacheType t = engine.options().kv_cache_type;
-    const double row = t == KVCacheType::F32  ? 4.0 * c.head_dim
-                       : t == KVCacheType::I8 ? c.head_dim + 4.0
-                                              : 2.0 * c.head_dim;
-    return static_cast<double>(c.num_layers) * 2 * c.num_kv_heads * row;
+double kv_bytes_per_position(Session& s) {
+    return static_cast<double>(s.impl().cache.position_bytes());
 }
 
 // What a decode step reads of a BitLinear: the row groups instead of the rows they cover, where
@@ -540,8 +536,8 @@ void interleave_with_reads(Runner& run, InferenceEngine& engine,
                            ThreadPool& pool, BenchResult& r) {
     const int blocks = std::max(o.repeat, 5);
     const int steps = std::min(o.gen_tokens, 32);
-    const double kv_row = kv_bytes_per_position(engine, model->config());
     auto session = engine.create_session(model, run.capacity());
+    const double kv_row = kv_bytes_per_position(*session);
     ReadProbe probe(pool, o.bandwidth_bytes);
     double positions = 0;
     run.decode_block(*session, steps, &positions);  // warm-up: the weights' first touch
@@ -588,8 +584,10 @@ BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const M
     r.peak_rss_reset = can_reset && reset_peak_rss();
 
     Runner run(engine, model, o);
+    double kv_row = 0;
     {
         auto session = engine.create_session(model, run.capacity());
+        kv_row = kv_bytes_per_position(*session);
         for (int i = 0; i < o.warmup; ++i) run.single(*session);
         std::vector<double> prompt, gen, ttft, steps;
         for (int i = 0; i < o.repeat; ++i) {
@@ -614,7 +612,6 @@ BenchResult run_benchmark(InferenceEngine& engine, const std::shared_ptr<const M
     }
 
     // Decode step j attends over prompt + j + 1 positions of every layer's keys and values.
-    const double kv_row = kv_bytes_per_position(engine, c);
     r.kv_bytes_per_token = kv_row * (o.prompt_tokens + (o.gen_tokens + 1) / 2.0);
     r.achieved_gb_s =
         (static_cast<double>(r.bytes_per_token) + r.kv_bytes_per_token) * r.gen_tok_s.median / 1e9;

@@ -796,9 +796,7 @@ inline void interleave_dims(__m256 even, __m256 odd, __m256* lo, __m256* hi) {
     *hi = _mm256_permute2f128_ps(a, b, 0x31);
 }
 
-// int8 values: a line of 32 as four groups of 8, group g holding dimensions 4j + g, each byte
-// moved to the top of its lane and shifted back with its sign: exact, and no shuffle, where
-// widening 8 bytes at a time takes one.
+// 32 int8 values at element offset `off`, zero past len.
 inline __m256i load_i8x32(const void* base, size_t off, int len) {
     const int8_t* p = static_cast<const int8_t*>(base) + off;
     if (len >= 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -806,6 +804,9 @@ inline __m256i load_i8x32(const void* base, size_t off, int len) {
     memcpy(buf, p, static_cast<size_t>(len));
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
 }
+// int8 values: a line of 32 as four groups of 8, group g holding dimensions 4j + g, each byte
+// moved to the top of its lane and shifted back with its sign: exact, and no shuffle, where
+// widening 8 bytes at a time takes one.
 inline void int8_groups(__m256i line, __m256* g) {
     g[0] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 24), 24));
     g[1] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 16), 24));
@@ -974,14 +975,7 @@ inline void int8_scores(const AttentionHeadArgs& a) {
         const int8_t* k = static_cast<const int8_t*>(a.k) + static_cast<size_t>(p) * a.row_stride;
         __m256i acc = _mm256_setzero_si256();
         for (int d = 0; d < hd; d += 32) {
-            __m256i kv;
-            if (hd - d >= 32) {
-                kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + d));
-            } else {
-                alignas(32) int8_t tail[32] = {};
-                memcpy(tail, k + d, static_cast<size_t>(hd - d));
-                kv = _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
-            }
+            const __m256i kv = load_i8x32(k, d, hd - d);
             const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + d));
             const __m256i pairs =
                 _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
