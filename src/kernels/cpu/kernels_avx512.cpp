@@ -38,6 +38,12 @@ inline __mmask16 mask16(int n) {
     return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
+// Lanes [0, n) of a 64-lane mask; n may exceed 64 or be negative.
+inline __mmask64 mask64(int n) {
+    if (n <= 0) return 0;
+    return n >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << n) - 1;
+}
+
 inline int min_int(int a, int b) {
     return a < b ? a : b;
 }
@@ -253,6 +259,16 @@ inline __m512i reduce16_epi32(const __m512i* v) {
                                          _mm512_shuffle_i32x4(s[2], s[3], _MM_SHUFFLE(3, 2, 3, 2)));
     return _mm512_add_epi32(_mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
                             _mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Sixteen sums of eight lanes: v[i]'s low and high halves, in the order {0, 2, 4, 6, 1, 3, 5, 7 |
+// 8, 10, 12, 14, 9, 11, 13, 15} of the halves (2i: v[i]'s low half, 2i + 1 its high one).
+inline __m512i reduce_pairs8_epi32(const __m512i* v) {
+    // Blocks {low halves of v[0..3] | again | high halves | again}, partial sums of four lanes.
+    const __m512i s0 = block_sums4_epi32(v[0], v[1], v[2], v[3]);
+    const __m512i s1 = block_sums4_epi32(v[4], v[5], v[6], v[7]);
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(s0, s1, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(s0, s1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
 // Eight horizontal sums in one vector (see reduce8_epi32 and block_sums4_ps).
@@ -1407,34 +1423,44 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
     }
 }
 
-// Lane sums of one row's exact int8 dot product with xq (see i8r_tile for both methods).
+// Lane sums of one row's exact int8 dot product with xq (see i8r_tile for both methods), in
+// two chains of 64 columns each. The chains are named, not indexed by the parity of the step:
+// GCC 12 kept an indexed pair on the stack, a store and a reload around every vpdpbusd, which
+// halved the rate of a head in cache (a 2B head from memory is bound by the reads either way).
 inline __m512i i8r_row(const int8_t* wr, int k, const int8_t* xq) {
-    __m512i acc[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    [[maybe_unused]] __m512i wsum0 = _mm512_setzero_si512(), wsum1 = _mm512_setzero_si512();
 #if BITNET_VNNI
-    __m512i wsum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
     const __m512i ones = _mm512_set1_epi8(1);
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
 #else
     const __m512i ones16 = _mm512_set1_epi16(1);
 #endif
-    for (int kk = 0, u = 0; kk < k; kk += 64, u ^= 1) {
-        const __mmask64 mask =
-            k - kk >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << (k - kk)) - 1;
+    auto step = [&](int kk, __m512i& acc, [[maybe_unused]] __m512i& wsum)
+        __attribute__((always_inline)) {
+        const __mmask64 mask = mask64(k - kk);
         const __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + kk);
         const __m512i xv = _mm512_maskz_loadu_epi8(mask, xq + kk);
 #if BITNET_VNNI
-        wsum[u] = _mm512_dpbusd_epi32(wsum[u], ones, wv);
-        acc[u] = _mm512_dpbusd_epi32(acc[u], _mm512_xor_si512(xv, bias), wv);
+        wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+        acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(xv, bias), wv);
 #else
         const __m512i xs =
             _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-        acc[u] = _mm512_add_epi32(
-            acc[u], _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(wv), xs), ones16));
+        acc = _mm512_add_epi32(
+            acc, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(wv), xs), ones16));
 #endif
+    };
+    int kk = 0;
+    for (; kk + 128 <= k; kk += 128) {
+        step(kk, acc0, wsum0);
+        step(kk + 64, acc1, wsum1);
     }
-    const __m512i dot = _mm512_add_epi32(acc[0], acc[1]);
+    if (kk < k) step(kk, acc0, wsum0);
+    if (kk + 64 < k) step(kk + 64, acc1, wsum1);
+    const __m512i dot = _mm512_add_epi32(acc0, acc1);
 #if BITNET_VNNI
-    return _mm512_sub_epi32(dot, _mm512_slli_epi32(_mm512_add_epi32(wsum[0], wsum[1]), 7));
+    return _mm512_sub_epi32(dot, _mm512_slli_epi32(_mm512_add_epi32(wsum0, wsum1), 7));
 #else
     return dot;
 #endif
@@ -1876,8 +1902,9 @@ inline void score_pass(const AttentionHeadArgs& a, const float* q, float* s, boo
 // SB 16-wide slices in registers, U keys in flight so that the FMA chains overlap, each value
 // slice loaded once for all Q queries. Every query adds in the same order whatever Q and SB
 // are (key p into chain p mod U, the n mod U last keys into chain 0, chains summed in order),
-// so its result does not depend on how many queries share the pass.
-template <KvType T, int Q, int U, int SB>
+// so its result does not depend on how many queries share the pass. kFull: all SB slices lie
+// within the head (I8 only), so their bytes load unmasked, folded into the widening.
+template <KvType T, int Q, int U, int SB, bool kFull = false>
 inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, int d0,
                        bool prefetch) {
     const size_t hd = static_cast<size_t>(a.head_dim), n = static_cast<size_t>(a.n_keys);
@@ -1915,7 +1942,15 @@ inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, i
             if constexpr (SB % 2 != 0) vv[SB - 1] = load_kv<T>(v, row + 16 * (SB - 1), m[SB - 1]);
         } else {
 #pragma GCC unroll 16
-            for (int s = 0; s < SB; ++s) vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
+            for (int s = 0; s < SB; ++s) {
+                if constexpr (kFull) {
+                    vv[s] = _mm512_cvtepi32_ps(
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                            static_cast<const int8_t*>(v) + row + 16 * s))));
+                } else {
+                    vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
+                }
+            }
         }
 #pragma GCC unroll 16
         for (int i = 0; i < Q; ++i) {
@@ -1977,6 +2012,11 @@ inline void value_pass_fit(const AttentionHeadArgs& a, const float* w, float* ou
         if (slices_left < SB)
             return value_pass_fit<T, Q, U, SB - 1>(a, w, out, d0, prefetch, slices_left);
     }
+    // A masked load and a separate widening took a third of an int8 pass's instructions.
+    if constexpr (T == KvType::I8) {
+        if (a.head_dim - d0 >= 16 * SB)
+            return value_pass<T, Q, U, SB, true>(a, w, out, d0, prefetch);
+    }
     value_pass<T, Q, U, SB>(a, w, out, d0, prefetch);
 }
 
@@ -1989,12 +2029,6 @@ inline void value_passes(const AttentionHeadArgs& a, const float* w, float* out,
         value_pass_fit<T, Q, U, kSlices>(a, w, out, d0, prefetch && d0 == 0,
                                          (a.head_dim - d0 + 15) / 16);
     }
-}
-
-// Lanes [0, n) of a 64-lane mask; n may exceed 64 or be negative.
-inline __mmask64 mask64(int n) {
-    if (n <= 0) return 0;
-    return n >= 64 ? ~static_cast<__mmask64>(0) : (static_cast<__mmask64>(1) << n) - 1;
 }
 
 // I8 scores (see AttentionHeadArgs) without the keys' scales, float(dot(q8, k[p])) * scale / s_q,
@@ -2039,6 +2073,41 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
         return acc;
     };
     int p = 0;
+    if (hd <= 32) {
+        // Two keys a vector: key p in the low 32 bytes, p + 1 in the high ones, against q8 in
+        // both halves. A short head's key alone left half of each line masked off, and each of
+        // sixteen keys its own accumulator to reduce.
+        const __m512i qv =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
+        const __mmask32 m = mask32(hd);
+        // Lanes of reduce_pairs8_epi32's result back in key order.
+        const __m512i order =
+            _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+        for (; p + 16 <= a.n_keys; p += 16) {
+            if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
+            __m512i acc[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) {
+                const int8_t* kp = k + static_cast<size_t>(p + 2 * j) * stride;
+                const __m512i kv =
+                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(m, kp)),
+                                       _mm256_maskz_loadu_epi8(m, kp + stride), 1);
+#if BITNET_VNNI
+                acc[j] =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(kv, bias), qv);
+#else
+                const __m512i signed_k =
+                    _mm512_mask_sub_epi8(kv, _mm512_movepi8_mask(qv), _mm512_setzero_si512(), kv);
+                acc[j] =
+                    _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(qv), signed_k), ones16);
+#endif
+            }
+            const __m512i dots =
+                _mm512_sub_epi32(_mm512_permutexvar_epi32(order, reduce_pairs8_epi32(acc)),
+                                 _mm512_set1_epi32(offset));
+            _mm512_storeu_ps(s + p, _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_set1_ps(qd)));
+        }
+    }
     for (; p + 16 <= a.n_keys; p += 16) {
         if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
         __m512i acc[16];
