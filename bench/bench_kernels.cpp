@@ -2,6 +2,7 @@
 // this CPU supports (the level is part of each benchmark's name). Bytes are weight bytes, so
 // bytes_per_second of a GEMV is its weight streaming bandwidth; items are multiply-adds.
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 
 #include <cstdint>
 #include <map>
@@ -379,6 +380,37 @@ void bench_decode_step(benchmark::State& state, Isa isa, const std::string& shap
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 
+// The int8 multiply-add ceiling of one core with VNNI, for the GEMM figures to be read against in
+// the same run: sixteen independent vpdpbusd chains (64 multiply-adds each) and nothing else (no
+// loads, no code extraction). Each chain depends on itself only, so nothing can be folded.
+constexpr int kPeakChains = 16;
+constexpr int64_t kPeakSteps = 1 << 14;
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t peak_vnni(int32_t seed) {
+    __m512i acc[kPeakChains];
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_set1_epi32(seed + i);
+    __m512i a = _mm512_set1_epi8(static_cast<char>(seed | 1)), b = _mm512_set1_epi8(3);
+    for (int64_t n = 0; n < kPeakSteps; ++n) {
+#pragma GCC unroll 16
+        for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+        __asm__ volatile("" : "+v"(a));  // keeps the loop from being folded
+    }
+    int64_t sum = 0;
+    alignas(64) int32_t lanes[16];
+    for (int i = 0; i < kPeakChains; ++i) {
+        _mm512_store_si512(lanes, acc[i]);
+        for (int32_t v : lanes) sum += v;
+    }
+    return sum;
+}
+
+void bench_int8_peak(benchmark::State& state) {
+    int32_t seed = 1;
+    for (auto _ : state) benchmark::DoNotOptimize(peak_vnni(seed++));
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kPeakSteps * kPeakChains *
+                            64);
+}
+
 void register_all() {
     struct Shape {
         const char* name;
@@ -395,6 +427,8 @@ void register_all() {
                             {"dram", 204800, 2560}};
     for (Isa isa : supported_isas()) {
         const std::string level = isa_name(isa);
+        if (isa == Isa::AVX512VNNI)
+            benchmark::RegisterBenchmark("vpdpbusd_peak/avx512vnni", bench_int8_peak);
         for (const Shape& s : shapes) {
             for (int m : {1, 8, 128}) {
                 if (std::string(s.name) == "dram" && (m > 8 || isa == Isa::Scalar)) continue;
