@@ -1599,7 +1599,10 @@ void rope(float* x, int n_heads, int head_dim, const float* cos, const float* si
     }
 }
 
-void softmax(float* x, int n) {
+// softmax, then each result times post[i] when kPost (one more rounding, as a separate pass
+// would round it; I8 caches' value scales).
+template <bool kPost>
+inline void softmax_impl(float* x, int n, [[maybe_unused]] const float* post) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
         vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, mask16(n - i), x + i));
@@ -1615,8 +1618,14 @@ void softmax(float* x, int n) {
     const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(vsum));
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = mask16(n - i);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+        __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
+        if constexpr (kPost) y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, post + i));
+        _mm512_mask_storeu_ps(x + i, m, y);
     }
+}
+
+void softmax(float* x, int n) {
+    softmax_impl<false>(x, n, nullptr);
 }
 
 void relu2_mul(const float* g, const float* u, float* out, int n) {
@@ -2031,8 +2040,8 @@ inline void value_passes(const AttentionHeadArgs& a, const float* w, float* out,
     }
 }
 
-// I8 scores (see AttentionHeadArgs) without the keys' scales, float(dot(q8, k[p])) * scale / s_q,
-// sixteen keys a tile reduced together. With VNNI a vpdpbusd takes the keys made unsigned (an XOR
+// I8 scores (see AttentionHeadArgs), (float(dot(q8, k[p])) * scale / s_q) * k_scale[p], sixteen
+// keys a tile reduced together. With VNNI a vpdpbusd takes the keys made unsigned (an XOR
 // adds 128) and q8, less 128 sum(q8) after; without it, |q8| times k8 with q8's sign goes into
 // int16 pairs (at most 2 x 127 x 128) and int32 lanes. A 64-byte chunk costs two or four
 // instructions where widening it to floats took eight and its multiply-adds four. The sums are
@@ -2072,6 +2081,11 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
         }
         return acc;
     };
+    // Sixteen scores with the keys' scales, rounded as the scalar level rounds them.
+    auto store_scores = [&](int p, __m512i dots) __attribute__((always_inline)) {
+        const __m512 sq = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_set1_ps(qd));
+        _mm512_storeu_ps(s + p, _mm512_mul_ps(sq, _mm512_loadu_ps(a.k_scale + p)));
+    };
     int p = 0;
     if (hd <= 32) {
         // Two keys a vector: key p in the low 32 bytes, p + 1 in the high ones, against q8 in
@@ -2105,7 +2119,7 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
             const __m512i dots =
                 _mm512_sub_epi32(_mm512_permutexvar_epi32(order, reduce_pairs8_epi32(acc)),
                                  _mm512_set1_epi32(offset));
-            _mm512_storeu_ps(s + p, _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_set1_ps(qd)));
+            store_scores(p, dots);
         }
     }
     for (; p + 16 <= a.n_keys; p += 16) {
@@ -2114,20 +2128,11 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
 #pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) acc[j] = key_dot(p + j);
         const __m512i dots = _mm512_sub_epi32(reduce16_epi32(acc), _mm512_set1_epi32(offset));
-        _mm512_storeu_ps(s + p, _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_set1_ps(qd)));
+        store_scores(p, dots);
     }
     for (; p < a.n_keys; ++p) {
-        s[p] = static_cast<float>(_mm512_reduce_add_epi32(key_dot(p)) - offset) * qd;
-    }
-}
-
-// s[p] *= f[p] for p < n (one rounding each, as every level does it).
-inline void scale_each(float* s, const float* f, int n) {
-    for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = mask16(n - i);
-        _mm512_mask_storeu_ps(
-            s + i, m,
-            _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), _mm512_maskz_loadu_ps(m, f + i)));
+        s[p] =
+            (static_cast<float>(_mm512_reduce_add_epi32(key_dot(p)) - offset) * qd) * a.k_scale[p];
     }
 }
 
@@ -2152,12 +2157,15 @@ inline void query_chunk(const AttentionHeadArgs& a, int i0, bool prefetch) {
     } else {
         score_pass<T, Q>(a, q, s, prefetch);
     }
-    // I8: the scales of the keys, then of the values (see AttentionHeadArgs).
+    // I8: the scores carry the keys' scales already; the values' scales follow the softmax in
+    // its last pass (see AttentionHeadArgs).
 #pragma GCC unroll 16
     for (int i = 0; i < Q; ++i) {
-        if constexpr (T == KvType::I8) scale_each(s + i * n, a.k_scale, a.n_keys);
-        softmax(s + i * n, a.n_keys);
-        if constexpr (T == KvType::I8) scale_each(s + i * n, a.v_scale, a.n_keys);
+        if constexpr (T == KvType::I8) {
+            softmax_impl<true>(s + i * n, a.n_keys, a.v_scale);
+        } else {
+            softmax(s + i * n, a.n_keys);
+        }
     }
     if (a.head_dim <= 64) {
         value_passes<T, Q, 4>(a, s, a.out + i0 * hd, prefetch);
