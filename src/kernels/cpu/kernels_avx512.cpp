@@ -2062,6 +2062,17 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
     const __m512i ones16 = _mm512_set1_epi16(1);
     const int32_t offset = 0;
 #endif
+    // acc + the products of 64 key bytes with 64 query bytes, four to a lane (less the offset).
+    auto add_products = [&](__m512i acc, __m512i kv, __m512i qv) __attribute__((always_inline)) {
+#if BITNET_VNNI
+        return _mm512_dpbusd_epi32(acc, _mm512_xor_si512(kv, bias), qv);
+#else
+        const __m512i signed_k =
+            _mm512_mask_sub_epi8(kv, _mm512_movepi8_mask(qv), _mm512_setzero_si512(), kv);
+        const __m512i pairs = _mm512_maddubs_epi16(_mm512_abs_epi8(qv), signed_k);
+        return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, ones16));
+#endif
+    };
     const __mmask64 last = mask64(hd - 64 * (chunks - 1));
     auto key_dot = [&](int p) __attribute__((always_inline)) {
         const int8_t* kp = k + static_cast<size_t>(p) * stride;
@@ -2069,15 +2080,7 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
         for (int c = 0; c < chunks; ++c) {
             const __m512i kv = c + 1 < chunks ? _mm512_loadu_si512(kp + 64 * c)
                                               : _mm512_maskz_loadu_epi8(last, kp + 64 * c);
-            const __m512i qv = _mm512_loadu_si512(q8 + 64 * c);
-#if BITNET_VNNI
-            acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(kv, bias), qv);
-#else
-            const __m512i signed_k =
-                _mm512_mask_sub_epi8(kv, _mm512_movepi8_mask(qv), _mm512_setzero_si512(), kv);
-            const __m512i pairs = _mm512_maddubs_epi16(_mm512_abs_epi8(qv), signed_k);
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, ones16));
-#endif
+            acc = add_products(acc, kv, _mm512_loadu_si512(q8 + 64 * c));
         }
         return acc;
     };
@@ -2106,15 +2109,7 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
                 const __m512i kv =
                     _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(m, kp)),
                                        _mm256_maskz_loadu_epi8(m, kp + stride), 1);
-#if BITNET_VNNI
-                acc[j] =
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(kv, bias), qv);
-#else
-                const __m512i signed_k =
-                    _mm512_mask_sub_epi8(kv, _mm512_movepi8_mask(qv), _mm512_setzero_si512(), kv);
-                acc[j] =
-                    _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(qv), signed_k), ones16);
-#endif
+                acc[j] = add_products(_mm512_setzero_si512(), kv, qv);
             }
             const __m512i dots =
                 _mm512_sub_epi32(_mm512_permutexvar_epi32(order, reduce_pairs8_epi32(acc)),
