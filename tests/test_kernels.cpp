@@ -730,9 +730,11 @@ StoredKv store_kv(const std::vector<float>& x, KvType type, int heads, int head_
 }
 
 // KV cache of n_keys positions x n_kv heads (row_stride = n_kv * head_dim); the head under
-// test is kv head 2, so its rows start mid-row and are strided.
-void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys, uint32_t seed) {
-    const int n_kv = 5, head = 2;
+// test is kv head 2 of 5, so its rows start mid-row and are strided, or the only head of one
+// (the engine's own layout: one head's rows one after another).
+void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys, uint32_t seed,
+                     int n_kv = 5) {
+    const int head = n_kv > 2 ? 2 : 0;
     const size_t stride = static_cast<size_t>(n_kv) * head_dim;
     const std::vector<float> kf = random_floats(stride * n_keys, seed, -2.f, 2.f);
     const std::vector<float> vf = random_floats(stride * n_keys, seed + 1, -2.f, 2.f);
@@ -894,7 +896,13 @@ TEST_P(KernelTest, AttentionHead) {
             for (int n_keys = 1; n_keys <= 41; ++n_keys)
                 check_attention(k(), type, head_dim, n_keys, 60u + n_keys);
         }
+        for (int head_dim : {16, 32, 128}) {
+            for (int n_keys : {1, 2, 15, 16, 17, 31, 33, 200})
+                check_attention(k(), type, head_dim, n_keys, 65u + n_keys, 1);
+        }
         check_attention(k(), type, 128, 1000, 61u);
+        for (int n_keys : {255, 256, 257, 300, 513, 777})
+            check_attention(k(), type, 64, n_keys, 66u + n_keys, 1);
         check_attention(k(), type, 2, 7, 62u);
         check_attention(k(), type, 6, 9, 63u);
         check_attention(k(), type, 520, 37, 64u);  // past the split queries' stack buffers

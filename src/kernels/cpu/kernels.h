@@ -154,8 +154,19 @@ BITNET_KERNEL_INLINE static constexpr size_t kv_elem_bytes(KvType t) {
 // With I8 keys and values, key p is k[p] * k_scale[p] and value p is v[p] * v_scale[p]. The
 // query is quantised too (quantize_row_i8: q8, s_q), so a score is an exact int32 dot product,
 // as in llama.cpp's q8_0 caches: (float(dot(q8, k[p])) * (scale / s_q)) * k_scale[p]. After the
-// softmax each weight w[p] becomes w[p] * v_scale[p] before the float sum of w[p] * v[p]. Every
-// level computes exactly these roundings.
+// softmax each weight w[p] becomes w[p] * v_scale[p], and the values are summed in integers too,
+// kInt8ValueChunk keys at a time: with c = the chunk's largest w[p] and m = kInt8WeightLevels / c
+// (both floats), W[p] = round_half_even(min(max(w[p] * m, 0), kInt8WeightLevels)) as an integer,
+// split as W = 128 hi + lo (7 bits each, so that an int16 pair of products cannot saturate);
+// H[d] = sum hi[p] * v[p][d] and L[d] = sum lo[p] * v[p][d] are exact int32 sums, and
+// out[d] = fma(fma(float(H[d]), 128, float(L[d])), c / kInt8WeightLevels, out[d]), chunk after
+// chunk from out[d] = 0. The weights keep 14 bits of their chunk's largest, where the int8 values
+// keep 8 of their row's. Every level computes these roundings; only the softmax's sum may differ
+// in its last bit between levels, whose lanes add in different orders.
+// The integer sums of I8 values (see AttentionHeadArgs): keys a chunk, and the largest weight.
+inline constexpr int kInt8ValueChunk = 256;
+inline constexpr float kInt8WeightLevels = 16383.f;
+
 struct AttentionHeadArgs {
     const float* q = nullptr;  // [n_queries][head_dim]
     const void* k = nullptr;

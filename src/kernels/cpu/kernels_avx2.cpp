@@ -752,16 +752,8 @@ template <KvType T>
 inline __m256 load_kv(const void* base, size_t off, int len) {
     if constexpr (T == KvType::F32) {
         return load8(static_cast<const float*>(base) + off, len);
-    } else if constexpr (T == KvType::I8) {
-        const int8_t* p = static_cast<const int8_t*>(base) + off;
-        if (len == 8) {
-            return _mm256_cvtepi32_ps(
-                _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-        }
-        int64_t tail = 0;
-        memcpy(&tail, p, static_cast<size_t>(len));
-        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(tail)));
     } else {
+        static_assert(T != KvType::I8, "I8 keys and values have passes of their own");
         const uint16_t* p = static_cast<const uint16_t*>(base) + off;
         const __m128i h =
             len == 8 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : load_tail_u16(p, len);
@@ -804,33 +796,6 @@ inline __m256i load_i8x32(const void* base, size_t off, int len) {
     memcpy(buf, p, static_cast<size_t>(len));
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
 }
-// int8 values: a line of 32 as four groups of 8, group g holding dimensions 4j + g, each byte
-// moved to the top of its lane and shifted back with its sign: exact, and no shuffle, where
-// widening 8 bytes at a time takes one.
-inline void int8_groups(__m256i line, __m256* g) {
-    g[0] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 24), 24));
-    g[1] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 16), 24));
-    g[2] = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(line, 8), 24));
-    g[3] = _mm256_cvtepi32_ps(_mm256_srai_epi32(line, 24));
-}
-// Four groups (dimension 4j + g in lane j of v[g]) back into slices of 8 consecutive dimensions.
-inline void ungroup4(__m256* v) {
-    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpacklo_ps(v[2], v[3]);
-    const __m256 t2 = _mm256_unpackhi_ps(v[0], v[1]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-    auto lo = [](__m256 x, __m256 y) {
-        return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(x), _mm256_castps_pd(y)));
-    };
-    auto hi = [](__m256 x, __m256 y) {
-        return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(x), _mm256_castps_pd(y)));
-    };
-    // u0: dimensions 0-3 and 16-19; u1: 4-7, 20-23; u2: 8-11, 24-27; u3: 12-15, 28-31.
-    const __m256 u0 = lo(t0, t1), u1 = hi(t0, t1), u2 = lo(t2, t3), u3 = hi(t2, t3);
-    v[0] = _mm256_permute2f128_ps(u0, u1, 0x20);
-    v[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
-    v[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
-    v[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
-}
-
 // out[d0 .. d0 + 8 S) = sum_p scratch[p] * v_p, S slices of 8 (the last may be shorter). Each
 // slice keeps two accumulators (even and odd keys, the odd last key into the even one), which
 // halve its FMA dependency chain; its sum is the same whatever S is.
@@ -846,15 +811,8 @@ inline void value_slices(const AttentionHeadArgs& a, int d0) {
     const size_t stride = a.row_stride;
     // Adds weight w times the S slices of the row at r into acc: bf16 slices 2j and 2j + 1 come
     // from one line as even and odd dimensions (an odd last slice alone).
-    // Four slices of int8 values come from one line as groups (ungrouped after the sums: each
-    // dimension's sum is the same).
-    constexpr bool kGroups = T == KvType::I8 && S == 4;
     auto add_row = [&](__m256 w, size_t r, __m256* acc) {
-        if constexpr (kGroups) {
-            __m256 g[4];
-            int8_groups(load_i8x32(a.v, r, len[0] + len[1] + len[2] + len[3]), g);
-            for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(w, g[i], acc[i]);
-        } else if constexpr (T == KvType::BF16) {
+        if constexpr (T == KvType::BF16) {
             for (int j = 0; j < S / 2; ++j) {
                 const __m256i line = load_bf16x16(a.v, r + 16 * j, len[2 * j] + len[2 * j + 1]);
                 acc[2 * j] = _mm256_fmadd_ps(w, even_dims(line), acc[2 * j]);
@@ -878,7 +836,6 @@ inline void value_slices(const AttentionHeadArgs& a, int d0) {
         add_row(_mm256_set1_ps(a.scratch[k]), static_cast<size_t>(k) * stride + d0, acc0);
     __m256 sum[S];
     for (int s = 0; s < S; ++s) sum[s] = _mm256_add_ps(acc0[s], acc1[s]);
-    if constexpr (kGroups) ungroup4(sum);
     if constexpr (T == KvType::BF16) {
         for (int j = 0; j < S / 2; ++j)
             interleave_dims(sum[2 * j], sum[2 * j + 1], &sum[2 * j], &sum[2 * j + 1]);
@@ -999,6 +956,106 @@ inline void scale_each(float* s, const float* f, int n) {
     });
 }
 
+// ---- I8 values: integer sums (see AttentionHeadArgs) ----
+
+// acc + for each 32-bit lane, four unsigned 7-bit weights times four signed values (int16 pairs
+// of at most 2 x 127 x 128, so no saturation).
+inline __m256i add_weighted(__m256i acc, __m256i weights, __m256i values) {
+    return _mm256_add_epi32(
+        acc, _mm256_madd_epi16(_mm256_maddubs_epi16(weights, values), _mm256_set1_epi16(1)));
+}
+
+// One chunk's weights w[0, n) as 14-bit integers split into 7-bit halves, zero up to the next
+// multiple of 8; returns the value of one unit of W.
+inline float int8_weights(const float* w, int n, uint8_t* hi, uint8_t* lo) {
+    __m256 largest = _mm256_setzero_ps();
+    for_chunks(n, [&](int j, int len) { largest = _mm256_max_ps(largest, load8(w + j, len)); });
+    const float c = hmax_ps(largest);
+    const __m256 m = _mm256_set1_ps(kInt8WeightLevels / c);
+    const __m256 top = _mm256_set1_ps(kInt8WeightLevels);
+    for_chunks(n, [&](int j, int len) {
+        const __m256 x = _mm256_mul_ps(load8(w + j, len), m);
+        const __m256i q =
+            _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), top));
+        // Per 128-bit lane: four high halves, then four low ones, as bytes.
+        const __m256i halves = _mm256_packs_epi32(_mm256_srli_epi32(q, 7),
+                                                  _mm256_and_si256(q, _mm256_set1_epi32(127)));
+        const __m256i bytes = _mm256_packus_epi16(halves, halves);
+        const int32_t words[4] = {_mm256_extract_epi32(bytes, 0), _mm256_extract_epi32(bytes, 4),
+                                  _mm256_extract_epi32(bytes, 1), _mm256_extract_epi32(bytes, 5)};
+        std::memcpy(hi + j, words, 8);
+        std::memcpy(lo + j, words + 2, 8);
+    });
+    return c / kInt8WeightLevels;
+}
+
+// Four weights from w on, one in each byte of every lane.
+inline __m256i four_weights(const uint8_t* w) {
+    int32_t four;
+    std::memcpy(&four, w, sizeof four);
+    return _mm256_set1_epi32(four);
+}
+
+// out[d0, d0 + 32) (as far as head_dim) += the sums of keys [c0, c0 + n) of one chunk, whose
+// weights are ready. Four keys' rows of 32 values interleave bytewise, then in pairs, into
+// lanes of one dimension's four values each: lanes of dimensions 0-3 and 16-19 in the first
+// sum, 4-7 and 20-23 in the second, 8-11 and 24-27, 12-15 and 28-31; ordered when stored.
+inline void int8_value_block(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
+                             float unit, int c0, int n, int d0, bool first) {
+    const size_t stride = a.row_stride;
+    const int8_t* const v = static_cast<const int8_t*>(a.v) + static_cast<size_t>(c0) * stride + d0;
+    const int len = min_int(a.head_dim - d0, 32);
+    __m256i high[4], low[4];
+    for (int j = 0; j < 4; ++j) high[j] = low[j] = _mm256_setzero_si256();
+    for (int p = 0; p < n; p += 4) {
+        __m256i rows[4];
+        for (int k = 0; k < 4; ++k) {
+            rows[k] = p + k < n ? load_i8x32(v, static_cast<size_t>(p + k) * stride, len)
+                                : _mm256_setzero_si256();
+        }
+        const __m256i pairs01 = _mm256_unpacklo_epi8(rows[0], rows[1]);
+        const __m256i pairs01_hi = _mm256_unpackhi_epi8(rows[0], rows[1]);
+        const __m256i pairs23 = _mm256_unpacklo_epi8(rows[2], rows[3]);
+        const __m256i pairs23_hi = _mm256_unpackhi_epi8(rows[2], rows[3]);
+        const __m256i values[4] = {_mm256_unpacklo_epi16(pairs01, pairs23),
+                                   _mm256_unpackhi_epi16(pairs01, pairs23),
+                                   _mm256_unpacklo_epi16(pairs01_hi, pairs23_hi),
+                                   _mm256_unpackhi_epi16(pairs01_hi, pairs23_hi)};
+        const __m256i h = four_weights(hi + p), l = four_weights(lo + p);
+        for (int j = 0; j < 4; ++j) {
+            high[j] = add_weighted(high[j], h, values[j]);
+            low[j] = add_weighted(low[j], l, values[j]);
+        }
+    }
+    const __m256 u = _mm256_set1_ps(unit);
+    __m256 sums[4];
+    for (int j = 0; j < 4; ++j) {
+        sums[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(high[j]), _mm256_set1_ps(128.f),
+                                  _mm256_cvtepi32_ps(low[j]));
+    }
+    const __m256 ordered[4] = {_mm256_permute2f128_ps(sums[0], sums[1], 0x20),
+                               _mm256_permute2f128_ps(sums[2], sums[3], 0x20),
+                               _mm256_permute2f128_ps(sums[0], sums[1], 0x31),
+                               _mm256_permute2f128_ps(sums[2], sums[3], 0x31)};
+    for (int s = 0; 8 * s < len; ++s) {
+        float* o = a.out + d0 + 8 * s;
+        const int dims = min_int(len - 8 * s, 8);
+        const __m256 before = first ? _mm256_setzero_ps() : load8(o, dims);
+        store8(o, dims, _mm256_fmadd_ps(ordered[s], u, before));
+    }
+}
+
+// a.out = sum_p w[p] * v_p in the integer sums of AttentionHeadArgs.
+inline void int8_values(const AttentionHeadArgs& a, const float* w) {
+    alignas(32) uint8_t hi[kInt8ValueChunk], lo[kInt8ValueChunk];
+    for (int c0 = 0; c0 < a.n_keys; c0 += kInt8ValueChunk) {
+        const int n = min_int(kInt8ValueChunk, a.n_keys - c0);
+        const float unit = int8_weights(w + c0, n, hi, lo);
+        for (int d0 = 0; d0 < a.head_dim; d0 += 32)
+            int8_value_block(a, hi, lo, unit, c0, n, d0, c0 == 0);
+    }
+}
+
 template <KvType T>
 void attention_impl(const AttentionHeadArgs& a) {
     const int hd = a.head_dim;
@@ -1011,24 +1068,27 @@ void attention_impl(const AttentionHeadArgs& a) {
     }
     if constexpr (T == KvType::I8) scale_each(a.scratch, a.k_scale, a.n_keys);
     softmax(a.scratch, a.n_keys);
-    if constexpr (T == KvType::I8) scale_each(a.scratch, a.v_scale, a.n_keys);
-
-    // Weighted sum of v, up to four 8-wide slices of head_dim at a time held in registers across
-    // all keys, so each value row is read once per 32 dimensions rather than per 8.
-    for (int d0 = 0; d0 < hd; d0 += 32) {
-        switch ((min_int(hd - d0, 32) + 7) / 8) {
-            case 1:
-                value_slices<T, 1>(a, d0);
-                break;
-            case 2:
-                value_slices<T, 2>(a, d0);
-                break;
-            case 3:
-                value_slices<T, 3>(a, d0);
-                break;
-            default:
-                value_slices<T, 4>(a, d0);
-                break;
+    if constexpr (T == KvType::I8) {
+        scale_each(a.scratch, a.v_scale, a.n_keys);
+        int8_values(a, a.scratch);
+    } else {
+        // Weighted sum of v, up to four 8-wide slices of head_dim at a time held in registers
+        // across all keys, so each value row is read once per 32 dimensions rather than per 8.
+        for (int d0 = 0; d0 < hd; d0 += 32) {
+            switch ((min_int(hd - d0, 32) + 7) / 8) {
+                case 1:
+                    value_slices<T, 1>(a, d0);
+                    break;
+                case 2:
+                    value_slices<T, 2>(a, d0);
+                    break;
+                case 3:
+                    value_slices<T, 3>(a, d0);
+                    break;
+                default:
+                    value_slices<T, 4>(a, d0);
+                    break;
+            }
         }
     }
 }

@@ -1663,10 +1663,8 @@ inline __m512 load_kv(const void* base, size_t off, __mmask16 m) {
     } else if constexpr (T == KvType::F16) {
         return _mm512_cvtph_ps(
             _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + off));
-    } else if constexpr (T == KvType::I8) {
-        return _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, static_cast<const int8_t*>(base) + off)));
     } else {
+        static_assert(T == KvType::BF16, "I8 keys and values have passes of their own");
         return bf16x16_to_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + off));
     }
 }
@@ -1911,9 +1909,8 @@ inline void score_pass(const AttentionHeadArgs& a, const float* q, float* s, boo
 // SB 16-wide slices in registers, U keys in flight so that the FMA chains overlap, each value
 // slice loaded once for all Q queries. Every query adds in the same order whatever Q and SB
 // are (key p into chain p mod U, the n mod U last keys into chain 0, chains summed in order),
-// so its result does not depend on how many queries share the pass. kFull: all SB slices lie
-// within the head (I8 only), so their bytes load unmasked, folded into the widening.
-template <KvType T, int Q, int U, int SB, bool kFull = false>
+// so its result does not depend on how many queries share the pass.
+template <KvType T, int Q, int U, int SB>
 inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, int d0,
                        bool prefetch) {
     const size_t hd = static_cast<size_t>(a.head_dim), n = static_cast<size_t>(a.n_keys);
@@ -1951,15 +1948,7 @@ inline void value_pass(const AttentionHeadArgs& a, const float* w, float* out, i
             if constexpr (SB % 2 != 0) vv[SB - 1] = load_kv<T>(v, row + 16 * (SB - 1), m[SB - 1]);
         } else {
 #pragma GCC unroll 16
-            for (int s = 0; s < SB; ++s) {
-                if constexpr (kFull) {
-                    vv[s] = _mm512_cvtepi32_ps(
-                        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
-                            static_cast<const int8_t*>(v) + row + 16 * s))));
-                } else {
-                    vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
-                }
-            }
+            for (int s = 0; s < SB; ++s) vv[s] = load_kv<T>(v, row + 16 * s, m[s]);
         }
 #pragma GCC unroll 16
         for (int i = 0; i < Q; ++i) {
@@ -2020,11 +2009,6 @@ inline void value_pass_fit(const AttentionHeadArgs& a, const float* w, float* ou
     if constexpr (SB > 1) {
         if (slices_left < SB)
             return value_pass_fit<T, Q, U, SB - 1>(a, w, out, d0, prefetch, slices_left);
-    }
-    // A masked load and a separate widening took a third of an int8 pass's instructions.
-    if constexpr (T == KvType::I8) {
-        if (a.head_dim - d0 >= 16 * SB)
-            return value_pass<T, Q, U, SB, true>(a, w, out, d0, prefetch);
     }
     value_pass<T, Q, U, SB>(a, w, out, d0, prefetch);
 }
@@ -2100,21 +2084,35 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
         // Lanes of reduce_pairs8_epi32's result back in key order.
         const __m512i order =
             _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
-        for (; p + 16 <= a.n_keys; p += 16) {
-            if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
-            __m512i acc[8];
+        // Rows of exactly 32 bytes one after another (the cache's own layout for 32 dimensions)
+        // hold two keys a line already: one load instead of two masked ones and an insert.
+        auto pairs = [&](auto packed) __attribute__((always_inline)) {
+            for (; p + 16 <= a.n_keys; p += 16) {
+                if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
+                __m512i acc[8];
 #pragma GCC unroll 8
-            for (int j = 0; j < 8; ++j) {
-                const int8_t* kp = k + static_cast<size_t>(p + 2 * j) * stride;
-                const __m512i kv =
-                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi8(m, kp)),
-                                       _mm256_maskz_loadu_epi8(m, kp + stride), 1);
-                acc[j] = add_products(_mm512_setzero_si512(), kv, qv);
+                for (int j = 0; j < 8; ++j) {
+                    const int8_t* kp = k + static_cast<size_t>(p + 2 * j) * stride;
+                    __m512i kv;
+                    if constexpr (decltype(packed)::value != 0) {
+                        kv = _mm512_loadu_si512(kp);
+                    } else {
+                        kv = _mm512_inserti64x4(
+                            _mm512_castsi256_si512(_mm256_maskz_loadu_epi8(m, kp)),
+                            _mm256_maskz_loadu_epi8(m, kp + stride), 1);
+                    }
+                    acc[j] = add_products(_mm512_setzero_si512(), kv, qv);
+                }
+                const __m512i dots =
+                    _mm512_sub_epi32(_mm512_permutexvar_epi32(order, reduce_pairs8_epi32(acc)),
+                                     _mm512_set1_epi32(offset));
+                store_scores(p, dots);
             }
-            const __m512i dots =
-                _mm512_sub_epi32(_mm512_permutexvar_epi32(order, reduce_pairs8_epi32(acc)),
-                                 _mm512_set1_epi32(offset));
-            store_scores(p, dots);
+        };
+        if (hd == 32 && stride == 32) {
+            pairs(Int<1>{});
+        } else {
+            pairs(Int<0>{});
         }
     }
     for (; p + 16 <= a.n_keys; p += 16) {
@@ -2128,6 +2126,193 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
     for (; p < a.n_keys; ++p) {
         s[p] =
             (static_cast<float>(_mm512_reduce_add_epi32(key_dot(p)) - offset) * qd) * a.k_scale[p];
+    }
+}
+
+// ---- I8 values: integer sums (see AttentionHeadArgs) ----
+
+// Four keys' values of 16 dimensions, key k's 16 bytes in 128-bit block k, rearranged so that
+// lane d holds dimension d of the four keys: the bytes vpdpbusd multiplies by four keys' weights
+// and sums. Dword 4j + k takes dword 4k + j, then each block's 4 x 4 bytes transpose alike.
+inline __m512i dims_by_lane(__m512i keys) {
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i bytes =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(order, keys), bytes);
+}
+
+// acc + for each 32-bit lane, the four unsigned weight bytes times the four signed value bytes.
+// Without VNNI the int16 pairs cannot saturate: the weights' halves are 7-bit.
+inline __m512i add_weighted(__m512i acc, __m512i weights, __m512i values) {
+#if BITNET_VNNI
+    return _mm512_dpbusd_epi32(acc, weights, values);
+#else
+    return _mm512_add_epi32(
+        acc, _mm512_madd_epi16(_mm512_maddubs_epi16(weights, values), _mm512_set1_epi16(1)));
+#endif
+}
+
+// One chunk's weights w[0, n) of a query as 14-bit integers split into 7-bit halves, zero up
+// to the next multiple of 16; returns the value of one unit of W (see AttentionHeadArgs).
+inline float int8_weights(const float* w, int n, uint8_t* hi, uint8_t* lo) {
+    __m512 largest = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16)
+        largest = _mm512_max_ps(largest, _mm512_maskz_loadu_ps(mask16(n - j), w + j));
+    const float c = _mm512_reduce_max_ps(largest);
+    const __m512 m = _mm512_set1_ps(kInt8WeightLevels / c);
+    const __m512 top = _mm512_set1_ps(kInt8WeightLevels);
+    for (int j = 0; j < n; j += 16) {
+        const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask16(n - j), w + j), m);
+        const __m512i q =
+            _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()), top));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(hi + j),
+                         _mm512_cvtepi32_epi8(_mm512_srli_epi32(q, 7)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + j),
+                         _mm512_cvtepi32_epi8(_mm512_and_si512(q, _mm512_set1_epi32(127))));
+    }
+    return c / kInt8WeightLevels;
+}
+
+// Four weights from p on, one in each byte of every lane.
+inline __m512i four_weights(const uint8_t* w) {
+    int32_t four;
+    std::memcpy(&four, w, sizeof four);
+    return _mm512_set1_epi32(four);
+}
+
+// Dimensions [d0, d0 + 16 SB) of Q queries' outputs over keys [c0, c0 + n) of one chunk, whose
+// weights are ready (query i's at hi / lo + i * kInt8ValueChunk, its unit unit[i]): out_i +=
+// the chunk's sums (out_i = out + i * head_dim). kPacked: rows of 32 dimensions one after
+// another, so that four keys are two 64-byte loads.
+template <int Q, int SB, bool kPacked>
+inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
+                             const float* unit, int c0, int n, int d0, bool first, bool prefetch,
+                             float* out) {
+    const size_t stride = a.row_stride, hd = static_cast<size_t>(a.head_dim);
+    const int8_t* const v = static_cast<const int8_t*>(a.v) + static_cast<size_t>(c0) * stride;
+    __m512i high[Q][SB], low[Q][SB];
+#pragma GCC unroll 4
+    for (int i = 0; i < Q; ++i) {
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s) high[i][s] = low[i][s] = _mm512_setzero_si512();
+    }
+    __mmask16 dims[SB];
+#pragma GCC unroll 8
+    for (int s = 0; s < SB; ++s) dims[s] = mask16(a.head_dim - d0 - 16 * s);
+    const __m512i transpose_bytes =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    // Keys [p, p + 4) of the chunk, those from `valid` on read as zeros.
+    auto group = [&](int p, int valid) __attribute__((always_inline)) {
+        __m512i values[SB];
+        if (kPacked && valid == 4) {
+            const int8_t* rows = v + static_cast<size_t>(p) * 32;
+            const __m512i first_two = _mm512_loadu_si512(rows);
+            const __m512i last_two = _mm512_loadu_si512(rows + 64);
+            // Dword 4j + k of slice s: dword j of key k's half s, at 8k + 4s + j of the pair.
+            const __m512i slice0 =
+                _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+            const __m512i slice1 = _mm512_add_epi32(slice0, _mm512_set1_epi32(4));
+            values[0] = _mm512_shuffle_epi8(_mm512_permutex2var_epi32(first_two, slice0, last_two),
+                                            transpose_bytes);
+            values[SB - 1] = _mm512_shuffle_epi8(
+                _mm512_permutex2var_epi32(first_two, slice1, last_two), transpose_bytes);
+        } else {
+#pragma GCC unroll 8
+            for (int s = 0; s < SB; ++s) {
+                __m512i keys = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; ++k) {
+                    const int8_t* row = v + static_cast<size_t>(p + k) * stride + d0 + 16 * s;
+                    keys = _mm512_inserti32x4(
+                        keys, _mm_maskz_loadu_epi8(k < valid ? dims[s] : __mmask16{0}, row), k);
+                }
+                values[s] = dims_by_lane(keys);
+            }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < Q; ++i) {
+            const __m512i h = four_weights(hi + i * kInt8ValueChunk + p);
+            const __m512i l = four_weights(lo + i * kInt8ValueChunk + p);
+#pragma GCC unroll 8
+            for (int s = 0; s < SB; ++s) {
+                high[i][s] = add_weighted(high[i][s], h, values[s]);
+                low[i][s] = add_weighted(low[i][s], l, values[s]);
+            }
+        }
+    };
+    int p = 0;
+    if (prefetch) {
+        for (; p + 4 <= n; p += 4) {
+            prefetch_kv_rows<KvType::I8>(a, a.v, c0 + p + kKvPrefetchKeys, 4);
+            group(p, 4);
+        }
+    }
+    for (; p + 4 <= n; p += 4) group(p, 4);
+    if (p < n) group(p, n - p);
+#pragma GCC unroll 4
+    for (int i = 0; i < Q; ++i) {
+        const __m512 u = _mm512_set1_ps(unit[i]);
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s) {
+            float* o = out + i * hd + d0 + 16 * s;
+            const __m512 sum =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(high[i][s]), _mm512_set1_ps(128.f),
+                                _mm512_cvtepi32_ps(low[i][s]));
+            const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(dims[s], o);
+            _mm512_mask_storeu_ps(o, dims[s], _mm512_fmadd_ps(sum, u, before));
+        }
+    }
+}
+
+// Dimensions [d0, head_dim) of the chunk in one pass of `slices` <= S slices.
+template <int Q, int S>
+inline void int8_value_rest(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
+                            const float* unit, int c0, int n, int d0, int slices, bool first,
+                            bool prefetch, float* out) {
+    if constexpr (S > 1) {
+        if (slices < S) {
+            return int8_value_rest<Q, S - 1>(a, hi, lo, unit, c0, n, d0, slices, first, prefetch,
+                                             out);
+        }
+    }
+    int8_value_chunk<Q, S, false>(a, hi, lo, unit, c0, n, d0, first, prefetch, out);
+}
+
+// The chunk's dimensions in passes of SB slices (2 Q SB accumulators) and one shorter pass;
+// the first pass fetches the rows ahead (later ones find them in L1 and L2).
+template <int Q, int SB>
+inline void int8_value_slices(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
+                              const float* unit, int c0, int n, bool first, bool prefetch,
+                              float* out) {
+    if (a.head_dim == 32 && a.row_stride == 32) {
+        return int8_value_chunk<Q, 2, true>(a, hi, lo, unit, c0, n, 0, first, prefetch, out);
+    }
+    int d0 = 0;
+    for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB)
+        int8_value_chunk<Q, SB, false>(a, hi, lo, unit, c0, n, d0, first, prefetch && d0 == 0, out);
+    if (d0 < a.head_dim) {
+        int8_value_rest<Q, SB>(a, hi, lo, unit, c0, n, d0, (a.head_dim - d0 + 15) / 16, first,
+                               prefetch && d0 == 0, out);
+    }
+}
+
+// out_i = sum_p w_i[p] * v_p for Q queries (w: the first one's weights, a row of n_keys each)
+// in the integer sums of AttentionHeadArgs.
+template <int Q>
+inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, bool prefetch) {
+    alignas(64) uint8_t hi[Q * kInt8ValueChunk], lo[Q * kInt8ValueChunk];
+    float unit[Q];
+    const size_t n_keys = static_cast<size_t>(a.n_keys);
+    for (int c0 = 0; c0 < a.n_keys; c0 += kInt8ValueChunk) {
+        const int n = min_int(kInt8ValueChunk, a.n_keys - c0);
+#pragma GCC unroll 4
+        for (int i = 0; i < Q; ++i) {
+            unit[i] = int8_weights(w + i * n_keys + c0, n, hi + i * kInt8ValueChunk,
+                                   lo + i * kInt8ValueChunk);
+        }
+        int8_value_slices<Q, (Q == 1   ? 8
+                              : Q == 2 ? 4
+                                       : 2)>(a, hi, lo, unit, c0, n, c0 == 0, prefetch, out);
     }
 }
 
@@ -2162,7 +2347,9 @@ inline void query_chunk(const AttentionHeadArgs& a, int i0, bool prefetch) {
             softmax(s + i * n, a.n_keys);
         }
     }
-    if (a.head_dim <= 64) {
+    if constexpr (T == KvType::I8) {
+        int8_values<Q>(a, s, a.out + i0 * hd, prefetch);
+    } else if (a.head_dim <= 64) {
         value_passes<T, Q, 4>(a, s, a.out + i0 * hd, prefetch);
     } else {
         value_passes<T, Q, 2>(a, s, a.out + i0 * hd, prefetch);

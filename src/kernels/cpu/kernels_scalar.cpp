@@ -222,6 +222,41 @@ void float_scores(const AttentionHeadArgs& a) {
     }
 }
 
+// I8 values: integer sums of 14-bit weights, a chunk of keys at a time (see AttentionHeadArgs).
+void int8_values(const AttentionHeadArgs& a, const float* w) {
+    const int hd = a.head_dim;
+    const int8_t* v = static_cast<const int8_t*>(a.v);
+    std::vector<int32_t> high(static_cast<size_t>(hd)), low(static_cast<size_t>(hd));
+    for (int d = 0; d < hd; ++d) a.out[d] = 0.f;
+    for (int c0 = 0; c0 < a.n_keys; c0 += kInt8ValueChunk) {
+        const int c1 = std::min(a.n_keys, c0 + kInt8ValueChunk);
+        float largest = 0.f;
+        for (int p = c0; p < c1; ++p) largest = w[p] > largest ? w[p] : largest;
+        const float m = kInt8WeightLevels / largest;
+        std::fill(high.begin(), high.end(), 0);
+        std::fill(low.begin(), low.end(), 0);
+        for (int p = c0; p < c1; ++p) {
+            // As vmaxps / vminps order their operands: a NaN becomes 0.
+            float x = w[p] * m;
+            x = x > 0.f ? x : 0.f;
+            x = x < kInt8WeightLevels ? x : kInt8WeightLevels;
+            const int weight = static_cast<int>(std::nearbyint(x));
+            const int hi = weight >> 7, lo = weight & 127;
+            for (int d = 0; d < hd; ++d) {
+                const int value = v[static_cast<size_t>(p) * a.row_stride + d];
+                high[static_cast<size_t>(d)] += hi * value;
+                low[static_cast<size_t>(d)] += lo * value;
+            }
+        }
+        const float unit = largest / kInt8WeightLevels;
+        for (int d = 0; d < hd; ++d) {
+            const float sum = std::fma(static_cast<float>(high[static_cast<size_t>(d)]), 128.f,
+                                       static_cast<float>(low[static_cast<size_t>(d)]));
+            a.out[d] = std::fma(sum, unit, a.out[d]);
+        }
+    }
+}
+
 void attention_query(const AttentionHeadArgs& a) {
     if (a.kv_type == KvType::I8) {
         int8_scores(a);
@@ -231,6 +266,7 @@ void attention_query(const AttentionHeadArgs& a) {
     softmax(a.scratch, a.n_keys);
     if (a.kv_type == KvType::I8) {
         for (int p = 0; p < a.n_keys; ++p) a.scratch[p] *= a.v_scale[p];
+        return int8_values(a, a.scratch);
     }
     for (int d = 0; d < a.head_dim; ++d) a.out[d] = 0.f;
     for (int p = 0; p < a.n_keys; ++p) {
