@@ -852,6 +852,48 @@ TEST(StoreKvRow, Int8RowsAreQuantizeRowI8AtEveryLevel) {
 
 // What an int8 cache costs: attention over it stays within a few percent of the f32 cache's
 // output (random keys and values in [-2, 2]), at every level.
+// One key far above the rest (scores 200 apart): the others' weights underflow to zero, so the
+// int8 value sums meet chunks whose largest weight is 0 (and 0 x infinity on the way). Every
+// level must give the scalar level's output: that key's value row, as the cache holds it.
+TEST(AttentionInt8Cache, ChunksOfZeroWeightsAddNothing) {
+    const int head_dim = 32, n_keys = 600;
+    const size_t n = static_cast<size_t>(head_dim) * n_keys;
+    std::vector<float> kf = random_floats(n, 91u, -1.f, 1.f);
+    const std::vector<float> vf = random_floats(n, 92u, -2.f, 2.f);
+    std::vector<float> q(head_dim, 0.f);
+    q[0] = 40.f;
+    for (int p = 0; p < n_keys; ++p)
+        kf[static_cast<size_t>(p) * head_dim] = p == 300 ? 30.f : -30.f;
+    const StoredKv ks = store_kv(kf, KvType::I8, 1, head_dim),
+                   vs = store_kv(vf, KvType::I8, 1, head_dim);
+    AttentionHeadArgs a;
+    a.q = q.data();
+    a.k = ks.bytes.data();
+    a.v = vs.bytes.data();
+    a.k_scale = ks.scales.data();
+    a.v_scale = vs.scales.data();
+    a.kv_type = KvType::I8;
+    a.row_stride = head_dim;
+    a.n_keys = n_keys;
+    a.head_dim = head_dim;
+    a.scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+    std::vector<float> scratch(n_keys), expected(head_dim), out(head_dim);
+    a.scratch = scratch.data();
+    a.out = expected.data();
+    scalar_kernels().attention_head(a);
+    const int8_t* row = reinterpret_cast<const int8_t*>(vs.bytes.data()) + 300 * head_dim;
+    for (int d = 0; d < head_dim; ++d) {
+        ASSERT_TRUE(std::isfinite(expected[d])) << "d=" << d;
+        ASSERT_NEAR(expected[d], row[d] * vs.scales[300], 1e-3f) << "d=" << d;
+    }
+    for (Isa isa : supported_isas()) {
+        a.out = out.data();
+        kernels(isa).attention_head(a);
+        for (int d = 0; d < head_dim; ++d)
+            ASSERT_TRUE(same_bits(out[d], expected[d])) << isa_name(isa) << " d=" << d;
+    }
+}
+
 TEST(AttentionInt8Cache, IsCloseToTheF32Cache) {
     for (Isa isa : supported_isas()) {
         const KernelTable& k = kernels(isa);
