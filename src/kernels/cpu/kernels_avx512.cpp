@@ -2131,14 +2131,18 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
 
 // ---- I8 values: integer sums (see AttentionHeadArgs) ----
 
+// Each 128-bit block's 4 x 4 bytes transposed: byte 4e + k takes byte 4k + e.
+inline __m512i transpose_block_bytes(__m512i x) {
+    return _mm512_shuffle_epi8(x, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2,
+                                                                       6, 10, 14, 3, 7, 11, 15)));
+}
+
 // Four keys' values of 16 dimensions, key k's 16 bytes in 128-bit block k, rearranged so that
 // lane d holds dimension d of the four keys: the bytes vpdpbusd multiplies by four keys' weights
-// and sums. Dword 4j + k takes dword 4k + j, then each block's 4 x 4 bytes transpose alike.
+// and sums. Dword 4j + k takes dword 4k + j, then each block's bytes transpose.
 inline __m512i dims_by_lane(__m512i keys) {
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    const __m512i bytes =
-        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
-    return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(order, keys), bytes);
+    return transpose_block_bytes(_mm512_permutexvar_epi32(order, keys));
 }
 
 // acc + for each 32-bit lane, the four unsigned weight bytes times the four signed value bytes.
@@ -2199,8 +2203,6 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
     __mmask16 dims[SB];
 #pragma GCC unroll 8
     for (int s = 0; s < SB; ++s) dims[s] = mask16(a.head_dim - d0 - 16 * s);
-    const __m512i transpose_bytes =
-        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     // Keys [p, p + 4) of the chunk, those from `valid` on read as zeros.
     auto group = [&](int p, int valid) __attribute__((always_inline)) {
         __m512i values[SB];
@@ -2212,10 +2214,10 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
             const __m512i slice0 =
                 _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
             const __m512i slice1 = _mm512_add_epi32(slice0, _mm512_set1_epi32(4));
-            values[0] = _mm512_shuffle_epi8(_mm512_permutex2var_epi32(first_two, slice0, last_two),
-                                            transpose_bytes);
-            values[SB - 1] = _mm512_shuffle_epi8(
-                _mm512_permutex2var_epi32(first_two, slice1, last_two), transpose_bytes);
+            values[0] =
+                transpose_block_bytes(_mm512_permutex2var_epi32(first_two, slice0, last_two));
+            values[SB - 1] =
+                transpose_block_bytes(_mm512_permutex2var_epi32(first_two, slice1, last_two));
         } else {
 #pragma GCC unroll 8
             for (int s = 0; s < SB; ++s) {
