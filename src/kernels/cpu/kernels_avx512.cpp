@@ -2184,11 +2184,30 @@ inline __m512i four_weights(const uint8_t* w) {
     return _mm512_set1_epi32(four);
 }
 
+// How int8_value_chunk gathers four keys' values into lanes of one dimension each.
+enum class ValueRows {
+    Slices,    // 16 bytes of each row a slice, placed in blocks and transposed (any layout)
+    Packed32,  // rows of 32 dimensions one after another: two 64-byte loads for four keys
+    Rows64,    // whole 64-byte rows interleaved by bytes, then words: dimension 16i + 4j + e of a
+               // block in lane 4i + e of sum j, put in order once a chunk (transpose_blocks4)
+};
+
+// Blocks j of s[0..3] transposed: s[j] takes block j of s[0], s[1], s[2], s[3] in turn.
+inline void transpose_blocks4(__m512* s) {
+    const __m512 t0 = _mm512_shuffle_f32x4(s[0], s[1], 0x44);
+    const __m512 t1 = _mm512_shuffle_f32x4(s[0], s[1], 0xee);
+    const __m512 t2 = _mm512_shuffle_f32x4(s[2], s[3], 0x44);
+    const __m512 t3 = _mm512_shuffle_f32x4(s[2], s[3], 0xee);
+    s[0] = _mm512_shuffle_f32x4(t0, t2, 0x88);
+    s[1] = _mm512_shuffle_f32x4(t0, t2, 0xdd);
+    s[2] = _mm512_shuffle_f32x4(t1, t3, 0x88);
+    s[3] = _mm512_shuffle_f32x4(t1, t3, 0xdd);
+}
+
 // Dimensions [d0, d0 + 16 SB) of Q queries' outputs over keys [c0, c0 + n) of one chunk, whose
 // weights are ready (query i's at hi / lo + i * kInt8ValueChunk, its unit unit[i]): out_i +=
-// the chunk's sums (out_i = out + i * head_dim). kPacked: rows of 32 dimensions one after
-// another, so that four keys are two 64-byte loads.
-template <int Q, int SB, bool kPacked>
+// the chunk's sums (out_i = out + i * head_dim). Rows64 takes SB a multiple of 4.
+template <int Q, int SB, ValueRows kRows>
 inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
                              const float* unit, int c0, int n, int d0, bool first, bool prefetch,
                              float* out) {
@@ -2206,7 +2225,27 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
     // Keys [p, p + 4) of the chunk, those from `valid` on read as zeros.
     auto group = [&](int p, int valid) __attribute__((always_inline)) {
         __m512i values[SB];
-        if (kPacked && valid == 4) {
+        if constexpr (kRows == ValueRows::Rows64) {
+#pragma GCC unroll 2
+            for (int b = 0; b < SB / 4; ++b) {
+                const __mmask64 in_head = mask64(a.head_dim - d0 - 64 * b);
+                __m512i rows[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; ++k) {
+                    rows[k] = _mm512_maskz_loadu_epi8(
+                        k < valid ? in_head : __mmask64{0},
+                        v + static_cast<size_t>(p + k) * stride + d0 + 64 * b);
+                }
+                const __m512i pairs01 = _mm512_unpacklo_epi8(rows[0], rows[1]);
+                const __m512i pairs01_hi = _mm512_unpackhi_epi8(rows[0], rows[1]);
+                const __m512i pairs23 = _mm512_unpacklo_epi8(rows[2], rows[3]);
+                const __m512i pairs23_hi = _mm512_unpackhi_epi8(rows[2], rows[3]);
+                values[4 * b] = _mm512_unpacklo_epi16(pairs01, pairs23);
+                values[4 * b + 1] = _mm512_unpackhi_epi16(pairs01, pairs23);
+                values[4 * b + 2] = _mm512_unpacklo_epi16(pairs01_hi, pairs23_hi);
+                values[4 * b + 3] = _mm512_unpackhi_epi16(pairs01_hi, pairs23_hi);
+            }
+        } else if (kRows == ValueRows::Packed32 && valid == 4) {
             const int8_t* rows = v + static_cast<size_t>(p) * 32;
             const __m512i first_two = _mm512_loadu_si512(rows);
             const __m512i last_two = _mm512_loadu_si512(rows + 64);
@@ -2221,13 +2260,17 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
         } else {
 #pragma GCC unroll 8
             for (int s = 0; s < SB; ++s) {
-                __m512i keys = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; ++k) {
-                    const int8_t* row = v + static_cast<size_t>(p + k) * stride + d0 + 16 * s;
-                    keys = _mm512_inserti32x4(
-                        keys, _mm_maskz_loadu_epi8(k < valid ? dims[s] : __mmask16{0}, row), k);
-                }
+                // Inserted at constant positions: an unrolled loop's index is not an immediate
+                // in builds that do not unroll (the sanitizers' -O1).
+                auto row = [&](int k) __attribute__((always_inline)) {
+                    return _mm_maskz_loadu_epi8(
+                        k < valid ? dims[s] : __mmask16{0},
+                        v + static_cast<size_t>(p + k) * stride + d0 + 16 * s);
+                };
+                __m512i keys = _mm512_castsi128_si512(row(0));
+                keys = _mm512_inserti32x4(keys, row(1), 1);
+                keys = _mm512_inserti32x4(keys, row(2), 2);
+                keys = _mm512_inserti32x4(keys, row(3), 3);
                 values[s] = dims_by_lane(keys);
             }
         }
@@ -2254,14 +2297,21 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
 #pragma GCC unroll 4
     for (int i = 0; i < Q; ++i) {
         const __m512 u = _mm512_set1_ps(unit[i]);
+        __m512 sums[SB];
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s) {
+            sums[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(high[i][s]), _mm512_set1_ps(128.f),
+                                      _mm512_cvtepi32_ps(low[i][s]));
+        }
+        if constexpr (kRows == ValueRows::Rows64) {
+#pragma GCC unroll 2
+            for (int b = 0; b < SB / 4; ++b) transpose_blocks4(sums + 4 * b);
+        }
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
             float* o = out + i * hd + d0 + 16 * s;
-            const __m512 sum =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(high[i][s]), _mm512_set1_ps(128.f),
-                                _mm512_cvtepi32_ps(low[i][s]));
             const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(dims[s], o);
-            _mm512_mask_storeu_ps(o, dims[s], _mm512_fmadd_ps(sum, u, before));
+            _mm512_mask_storeu_ps(o, dims[s], _mm512_fmadd_ps(sums[s], u, before));
         }
     }
 }
@@ -2277,21 +2327,41 @@ inline void int8_value_rest(const AttentionHeadArgs& a, const uint8_t* hi, const
                                              out);
         }
     }
-    int8_value_chunk<Q, S, false>(a, hi, lo, unit, c0, n, d0, first, prefetch, out);
+    int8_value_chunk<Q, S, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, first, prefetch, out);
 }
 
 // The chunk's dimensions in passes of SB slices (2 Q SB accumulators) and one shorter pass;
-// the first pass fetches the rows ahead (later ones find them in L1 and L2).
+// the first pass fetches the rows ahead (later ones find them in L1 and L2). Heads of 64
+// dimensions or more take whole 64-byte rows when a pass holds a multiple of four slices.
 template <int Q, int SB>
 inline void int8_value_slices(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
                               const float* unit, int c0, int n, bool first, bool prefetch,
                               float* out) {
     if (a.head_dim == 32 && a.row_stride == 32) {
-        return int8_value_chunk<Q, 2, true>(a, hi, lo, unit, c0, n, 0, first, prefetch, out);
+        return int8_value_chunk<Q, 2, ValueRows::Packed32>(a, hi, lo, unit, c0, n, 0, first,
+                                                           prefetch, out);
+    }
+    if constexpr (SB % 4 == 0) {
+        if (a.head_dim >= 64) {
+            int d0 = 0;
+            for (; d0 < a.head_dim; d0 += 16 * SB) {
+                const bool fetch = prefetch && d0 == 0;
+                if (a.head_dim - d0 > 64 * (SB / 4 - 1)) {
+                    int8_value_chunk<Q, SB, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, first,
+                                                               fetch, out);
+                } else if constexpr (SB > 4) {
+                    int8_value_chunk<Q, 4, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, first,
+                                                              fetch, out);
+                }
+            }
+            return;
+        }
     }
     int d0 = 0;
-    for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB)
-        int8_value_chunk<Q, SB, false>(a, hi, lo, unit, c0, n, d0, first, prefetch && d0 == 0, out);
+    for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB) {
+        int8_value_chunk<Q, SB, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, first,
+                                                   prefetch && d0 == 0, out);
+    }
     if (d0 < a.head_dim) {
         int8_value_rest<Q, SB>(a, hi, lo, unit, c0, n, d0, (a.head_dim - d0 + 15) / 16, first,
                                prefetch && d0 == 0, out);
@@ -2311,6 +2381,18 @@ inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, 
         for (int i = 0; i < Q; ++i) {
             unit[i] = int8_weights(w + i * n_keys + c0, n, hi + i * kInt8ValueChunk,
                                    lo + i * kInt8ValueChunk);
+        }
+        if constexpr (Q > 2) {
+            // Two queries at a time keep whole 64-byte rows in registers (Rows64); the second
+            // pair finds the rows in L1.
+            if (a.head_dim >= 64) {
+                const size_t skip = 2 * static_cast<size_t>(a.head_dim);
+                int8_value_slices<2, 4>(a, hi, lo, unit, c0, n, c0 == 0, prefetch, out);
+                int8_value_slices<Q - 2, Q == 3 ? 8 : 4>(a, hi + 2 * kInt8ValueChunk,
+                                                         lo + 2 * kInt8ValueChunk, unit + 2, c0, n,
+                                                         c0 == 0, false, out + skip);
+                continue;
+            }
         }
         int8_value_slices<Q, (Q == 1   ? 8
                               : Q == 2 ? 4
