@@ -146,6 +146,10 @@ BITNET_KERNEL_INLINE static constexpr size_t kv_elem_bytes(KvType t) {
     return t == KvType::F32 ? 4 : t == KvType::I8 ? 1 : 2;
 }
 
+// The integer sums of I8 values (see AttentionHeadArgs): keys a chunk, and the largest weight.
+inline constexpr int kInt8ValueChunk = 256;
+inline constexpr float kInt8WeightLevels = 16383.f;
+
 // n_queries query heads that share one KV head (grouped-query attention) attending over
 // n_keys cached positions (causal masking is the caller's choice of n_keys). Element (pos, d)
 // of the keys is at k[pos * row_stride + d], likewise v. Query i is q[i * head_dim ...], its
@@ -163,10 +167,6 @@ BITNET_KERNEL_INLINE static constexpr size_t kv_elem_bytes(KvType t) {
 // chunk from out[d] = 0. The weights keep 14 bits of their chunk's largest, where the int8 values
 // keep 8 of their row's. Every level computes these roundings; only the softmax's sum may differ
 // in its last bit between levels, whose lanes add in different orders.
-// The integer sums of I8 values (see AttentionHeadArgs): keys a chunk, and the largest weight.
-inline constexpr int kInt8ValueChunk = 256;
-inline constexpr float kInt8WeightLevels = 16383.f;
-
 struct AttentionHeadArgs {
     const float* q = nullptr;  // [n_queries][head_dim]
     const void* k = nullptr;
