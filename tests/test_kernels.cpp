@@ -850,8 +850,6 @@ TEST(StoreKvRow, Int8RowsAreQuantizeRowI8AtEveryLevel) {
     }
 }
 
-// What an int8 cache costs: attention over it stays within a few percent of the f32 cache's
-// output (random keys and values in [-2, 2]), at every level.
 // One key far above the rest (scores 200 apart): the others' weights underflow to zero, so the
 // int8 value sums meet chunks whose largest weight is 0 (and 0 x infinity on the way). Every
 // level must give the scalar level's output: that key's value row, as the cache holds it.
@@ -894,6 +892,8 @@ TEST(AttentionInt8Cache, ChunksOfZeroWeightsAddNothing) {
     }
 }
 
+// What an int8 cache costs: attention over it stays within a few percent of the f32 cache's
+// output (random keys and values in [-2, 2]), at every level.
 TEST(AttentionInt8Cache, IsCloseToTheF32Cache) {
     for (Isa isa : supported_isas()) {
         const KernelTable& k = kernels(isa);

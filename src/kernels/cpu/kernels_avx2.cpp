@@ -997,11 +997,12 @@ inline __m256i four_weights(const uint8_t* w) {
 }
 
 // out[d0, d0 + 32) (as far as head_dim) += the sums of keys [c0, c0 + n) of one chunk, whose
-// weights are ready. Four keys' rows of 32 values interleave bytewise, then in pairs, into
-// lanes of one dimension's four values each: lanes of dimensions 0-3 and 16-19 in the first
-// sum, 4-7 and 20-23 in the second, 8-11 and 24-27, 12-15 and 28-31; ordered when stored.
+// weights are ready (the first chunk starts it). Four keys' rows of 32 values interleave bytewise,
+// then in pairs, into lanes of one dimension's four values each: lanes of dimensions 0-3 and 16-19
+// in the first sum, 4-7 and 20-23 in the second, 8-11 and 24-27, 12-15 and 28-31; ordered when
+// stored.
 inline void int8_value_block(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
-                             float unit, int c0, int n, int d0, bool first) {
+                             float unit, int c0, int n, int d0) {
     const size_t stride = a.row_stride;
     const int8_t* const v = static_cast<const int8_t*>(a.v) + static_cast<size_t>(c0) * stride + d0;
     const int len = min_int(a.head_dim - d0, 32);
@@ -1040,7 +1041,7 @@ inline void int8_value_block(const AttentionHeadArgs& a, const uint8_t* hi, cons
     for (int s = 0; 8 * s < len; ++s) {
         float* o = a.out + d0 + 8 * s;
         const int dims = min_int(len - 8 * s, 8);
-        const __m256 before = first ? _mm256_setzero_ps() : load8(o, dims);
+        const __m256 before = c0 == 0 ? _mm256_setzero_ps() : load8(o, dims);
         store8(o, dims, _mm256_fmadd_ps(ordered[s], u, before));
     }
 }
@@ -1051,8 +1052,7 @@ inline void int8_values(const AttentionHeadArgs& a, const float* w) {
     for (int c0 = 0; c0 < a.n_keys; c0 += kInt8ValueChunk) {
         const int n = min_int(kInt8ValueChunk, a.n_keys - c0);
         const float unit = int8_weights(w + c0, n, hi, lo);
-        for (int d0 = 0; d0 < a.head_dim; d0 += 32)
-            int8_value_block(a, hi, lo, unit, c0, n, d0, c0 == 0);
+        for (int d0 = 0; d0 < a.head_dim; d0 += 32) int8_value_block(a, hi, lo, unit, c0, n, d0);
     }
 }
 

@@ -2206,11 +2206,11 @@ inline void transpose_blocks4(__m512* s) {
 
 // Dimensions [d0, d0 + 16 SB) of Q queries' outputs over keys [c0, c0 + n) of one chunk, whose
 // weights are ready (query i's at hi / lo + i * kInt8ValueChunk, its unit unit[i]): out_i +=
-// the chunk's sums (out_i = out + i * head_dim). Rows64 takes SB a multiple of 4.
+// the chunk's sums (out_i = out + i * head_dim; the first chunk starts it). Rows64 takes SB a
+// multiple of 4.
 template <int Q, int SB, ValueRows kRows>
 inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
-                             const float* unit, int c0, int n, int d0, bool first, bool prefetch,
-                             float* out) {
+                             const float* unit, int c0, int n, int d0, bool prefetch, float* out) {
     const size_t stride = a.row_stride, hd = static_cast<size_t>(a.head_dim);
     const int8_t* const v = static_cast<const int8_t*>(a.v) + static_cast<size_t>(c0) * stride;
     __m512i high[Q][SB], low[Q][SB];
@@ -2310,7 +2310,7 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
             float* o = out + i * hd + d0 + 16 * s;
-            const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(dims[s], o);
+            const __m512 before = c0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(dims[s], o);
             _mm512_mask_storeu_ps(o, dims[s], _mm512_fmadd_ps(sums[s], u, before));
         }
     }
@@ -2319,15 +2319,13 @@ inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, cons
 // Dimensions [d0, head_dim) of the chunk in one pass of `slices` <= S slices.
 template <int Q, int S>
 inline void int8_value_rest(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
-                            const float* unit, int c0, int n, int d0, int slices, bool first,
-                            bool prefetch, float* out) {
+                            const float* unit, int c0, int n, int d0, int slices, bool prefetch,
+                            float* out) {
     if constexpr (S > 1) {
-        if (slices < S) {
-            return int8_value_rest<Q, S - 1>(a, hi, lo, unit, c0, n, d0, slices, first, prefetch,
-                                             out);
-        }
+        if (slices < S)
+            return int8_value_rest<Q, S - 1>(a, hi, lo, unit, c0, n, d0, slices, prefetch, out);
     }
-    int8_value_chunk<Q, S, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, first, prefetch, out);
+    int8_value_chunk<Q, S, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, prefetch, out);
 }
 
 // The chunk's dimensions in passes of SB slices (2 Q SB accumulators) and one shorter pass;
@@ -2335,35 +2333,34 @@ inline void int8_value_rest(const AttentionHeadArgs& a, const uint8_t* hi, const
 // dimensions or more take whole 64-byte rows when a pass holds a multiple of four slices.
 template <int Q, int SB>
 inline void int8_value_slices(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
-                              const float* unit, int c0, int n, bool first, bool prefetch,
-                              float* out) {
+                              const float* unit, int c0, int n, bool prefetch, float* out) {
     if (a.head_dim == 32 && a.row_stride == 32) {
-        return int8_value_chunk<Q, 2, ValueRows::Packed32>(a, hi, lo, unit, c0, n, 0, first,
-                                                           prefetch, out);
+        return int8_value_chunk<Q, 2, ValueRows::Packed32>(a, hi, lo, unit, c0, n, 0, prefetch,
+                                                           out);
     }
     if constexpr (SB % 4 == 0) {
         if (a.head_dim >= 64) {
-            int d0 = 0;
-            for (; d0 < a.head_dim; d0 += 16 * SB) {
+            for (int d0 = 0; d0 < a.head_dim; d0 += 16 * SB) {
                 const bool fetch = prefetch && d0 == 0;
-                if (a.head_dim - d0 > 64 * (SB / 4 - 1)) {
-                    int8_value_chunk<Q, SB, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, first,
-                                                               fetch, out);
-                } else if constexpr (SB > 4) {
-                    int8_value_chunk<Q, 4, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, first,
-                                                              fetch, out);
+                if constexpr (SB > 4) {
+                    if (a.head_dim - d0 <= 64) {  // one 64-byte row left
+                        int8_value_chunk<Q, 4, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, fetch,
+                                                                  out);
+                        continue;
+                    }
                 }
+                int8_value_chunk<Q, SB, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, fetch, out);
             }
             return;
         }
     }
     int d0 = 0;
     for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB) {
-        int8_value_chunk<Q, SB, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, first,
-                                                   prefetch && d0 == 0, out);
+        int8_value_chunk<Q, SB, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, prefetch && d0 == 0,
+                                                   out);
     }
     if (d0 < a.head_dim) {
-        int8_value_rest<Q, SB>(a, hi, lo, unit, c0, n, d0, (a.head_dim - d0 + 15) / 16, first,
+        int8_value_rest<Q, SB>(a, hi, lo, unit, c0, n, d0, (a.head_dim - d0 + 15) / 16,
                                prefetch && d0 == 0, out);
     }
 }
@@ -2387,16 +2384,14 @@ inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, 
             // pair finds the rows in L1.
             if (a.head_dim >= 64) {
                 const size_t skip = 2 * static_cast<size_t>(a.head_dim);
-                int8_value_slices<2, 4>(a, hi, lo, unit, c0, n, c0 == 0, prefetch, out);
+                int8_value_slices<2, 4>(a, hi, lo, unit, c0, n, prefetch, out);
                 int8_value_slices<Q - 2, Q == 3 ? 8 : 4>(a, hi + 2 * kInt8ValueChunk,
                                                          lo + 2 * kInt8ValueChunk, unit + 2, c0, n,
-                                                         c0 == 0, false, out + skip);
+                                                         false, out + skip);
                 continue;
             }
         }
-        int8_value_slices<Q, (Q == 1   ? 8
-                              : Q == 2 ? 4
-                                       : 2)>(a, hi, lo, unit, c0, n, c0 == 0, prefetch, out);
+        int8_value_slices<Q, (Q == 1 ? 8 : Q == 2 ? 4 : 2)>(a, hi, lo, unit, c0, n, prefetch, out);
     }
 }
 
