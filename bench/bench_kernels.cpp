@@ -18,6 +18,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/dense_groups.h"
+#include "kernels/cpu/int8_kv_layout.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ternary_pack.h"
 #include "model/forward.h"
@@ -279,13 +280,29 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
     XorShift rng;
     for (float& v : kv) v = rng.uniform();
     for (float& v : q) v = rng.uniform();
-    // Rows stored as the cache stores them (with a scale each for I8).
+    // Rows stored as the cache stores them (with a scale each for I8, in its tiles).
     const size_t elem = kv_elem_bytes(type), rows = kv.size() / head_dim;
-    std::vector<uint8_t> stored(kv.size() * elem);
+    const size_t plane_bytes =
+        type == KvType::I8 ? int8_plane_bytes(n_keys, head_dim) : plane * elem;
+    AlignedBuffer<uint8_t> stored(plane_bytes * 2 * planes);
     std::vector<float> row_scales(rows);
+    std::vector<int8_t> row(static_cast<size_t>(head_dim));
     for (size_t r = 0; r < rows; ++r) {
-        k.store_kv_row(kv.data() + r * head_dim, head_dim, type,
-                       stored.data() + r * head_dim * elem, row_scales.data() + r);
+        const size_t which = r / n_keys;  // plane: 2 x head + (keys 0, values 1)
+        const int p = static_cast<int>(r % n_keys);
+        uint8_t* dst = stored.data() + which * plane_bytes;
+        if (type != KvType::I8) {
+            k.store_kv_row(kv.data() + r * head_dim, head_dim, type, dst + p * head_dim * elem,
+                           row_scales.data() + r);
+            continue;
+        }
+        k.store_kv_row(kv.data() + r * head_dim, head_dim, type, row.data(), row_scales.data() + r);
+        int8_t* bytes = reinterpret_cast<int8_t*>(dst);
+        if (which % 2 == 0) {
+            store_int8_key(row.data(), head_dim, p, bytes);
+        } else {
+            store_int8_value(row.data(), head_dim, p, bytes);
+        }
     }
     const char* base = reinterpret_cast<const char*>(stored.data());
     AttentionHeadArgs a;
@@ -301,8 +318,8 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
     a.out = out.data();
     int next = 0;
     for (auto _ : state) {
-        a.k = base + 2 * plane * elem * next;
-        a.v = base + (2 * plane * next + plane) * elem;
+        a.k = base + 2 * plane_bytes * next;
+        a.v = base + (2 * next + 1) * plane_bytes;
         a.k_scale = row_scales.data() + 2 * static_cast<size_t>(n_keys) * next;
         a.v_scale = a.k_scale + n_keys;
         next = next + 1 == planes ? 0 : next + 1;

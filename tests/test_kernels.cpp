@@ -16,6 +16,7 @@
 #include "core/aligned_buffer.h"
 #include "core/half.h"
 #include "kernels/cpu/dense_groups.h"
+#include "kernels/cpu/int8_kv_layout.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ternary_pack.h"
 
@@ -698,13 +699,20 @@ TEST_P(KernelTest, GatedActivations) {
 }
 
 // Rows of head_dim floats ([positions][heads][head_dim]) as a KV cache of `type` stores them:
-// converted by the scalar store_kv_row, with I8's scales per head ([heads][positions]).
+// converted by the scalar store_kv_row, with I8's scales per head ([heads][positions]). I8 heads
+// are planes of their own in int8_kv_layout.h's tiles, whose bytes past the last position hold
+// a pattern that must not reach any result; other types keep the rows as they come.
+enum class KvPlane { Keys, Values };
+
 struct StoredKv {
     std::vector<uint8_t> bytes;
     std::vector<float> scales;
+    KvType type;
     size_t elem;
+    size_t plane;  // I8: bytes of a head's plane
     int positions;
     const void* head(int h, int head_dim) const {
+        if (type == KvType::I8) return bytes.data() + static_cast<size_t>(h) * plane;
         return bytes.data() + static_cast<size_t>(h) * head_dim * elem;
     }
     const float* head_scales(int h) const {
@@ -712,18 +720,32 @@ struct StoredKv {
     }
 };
 
-StoredKv store_kv(const std::vector<float>& x, KvType type, int heads, int head_dim) {
+StoredKv store_kv(const std::vector<float>& x, KvType type, int heads, int head_dim,
+                  KvPlane which) {
     StoredKv s;
+    s.type = type;
     s.elem = kv_elem_bytes(type);
     s.positions = static_cast<int>(x.size() / (static_cast<size_t>(heads) * head_dim));
-    s.bytes.resize(x.size() * s.elem);
+    s.plane = int8_plane_bytes(s.positions, head_dim);
+    s.bytes.assign(type == KvType::I8 ? s.plane * heads : x.size() * s.elem, 0x81);
     s.scales.resize(static_cast<size_t>(heads) * s.positions);
+    std::vector<int8_t> row(static_cast<size_t>(head_dim));
     for (int p = 0; p < s.positions; ++p) {
         for (int h = 0; h < heads; ++h) {
-            const size_t row = (static_cast<size_t>(p) * heads + h) * head_dim;
-            scalar_kernels().store_kv_row(x.data() + row, head_dim, type,
-                                          s.bytes.data() + row * s.elem,
-                                          &s.scales[static_cast<size_t>(h) * s.positions + p]);
+            const size_t at = (static_cast<size_t>(p) * heads + h) * head_dim;
+            float* scale = &s.scales[static_cast<size_t>(h) * s.positions + p];
+            if (type != KvType::I8) {
+                scalar_kernels().store_kv_row(x.data() + at, head_dim, type,
+                                              s.bytes.data() + at * s.elem, scale);
+                continue;
+            }
+            scalar_kernels().store_kv_row(x.data() + at, head_dim, type, row.data(), scale);
+            int8_t* plane = reinterpret_cast<int8_t*>(s.bytes.data() + h * s.plane);
+            if (which == KvPlane::Keys) {
+                store_int8_key(row.data(), head_dim, p, plane);
+            } else {
+                store_int8_value(row.data(), head_dim, p, plane);
+            }
         }
     }
     return s;
@@ -739,7 +761,8 @@ void check_attention(const KernelTable& k, KvType type, int head_dim, int n_keys
     const std::vector<float> kf = random_floats(stride * n_keys, seed, -2.f, 2.f);
     const std::vector<float> vf = random_floats(stride * n_keys, seed + 1, -2.f, 2.f);
     const std::vector<float> q = random_floats(head_dim, seed + 2, -2.f, 2.f);
-    const StoredKv ks = store_kv(kf, type, n_kv, head_dim), vs = store_kv(vf, type, n_kv, head_dim);
+    const StoredKv ks = store_kv(kf, type, n_kv, head_dim, KvPlane::Keys),
+                   vs = store_kv(vf, type, n_kv, head_dim, KvPlane::Values);
     AttentionHeadArgs a;
     a.q = q.data();
     a.k = ks.head(head, head_dim);
@@ -862,8 +885,8 @@ TEST(AttentionInt8Cache, ChunksOfZeroWeightsAddNothing) {
     q[0] = 40.f;
     for (int p = 0; p < n_keys; ++p)
         kf[static_cast<size_t>(p) * head_dim] = p == 300 ? 30.f : -30.f;
-    const StoredKv ks = store_kv(kf, KvType::I8, 1, head_dim),
-                   vs = store_kv(vf, KvType::I8, 1, head_dim);
+    const StoredKv ks = store_kv(kf, KvType::I8, 1, head_dim, KvPlane::Keys),
+                   vs = store_kv(vf, KvType::I8, 1, head_dim, KvPlane::Values);
     AttentionHeadArgs a;
     a.q = q.data();
     a.k = ks.bytes.data();
@@ -879,10 +902,11 @@ TEST(AttentionInt8Cache, ChunksOfZeroWeightsAddNothing) {
     a.scratch = scratch.data();
     a.out = expected.data();
     scalar_kernels().attention_head(a);
-    const int8_t* row = reinterpret_cast<const int8_t*>(vs.bytes.data()) + 300 * head_dim;
+    const int8_t* plane = reinterpret_cast<const int8_t*>(vs.bytes.data());
     for (int d = 0; d < head_dim; ++d) {
         ASSERT_TRUE(std::isfinite(expected[d])) << "d=" << d;
-        ASSERT_NEAR(expected[d], row[d] * vs.scales[300], 1e-3f) << "d=" << d;
+        ASSERT_NEAR(expected[d], plane[int8_value_offset(300, d, head_dim)] * vs.scales[300], 1e-3f)
+            << "d=" << d;
     }
     for (Isa isa : supported_isas()) {
         a.out = out.data();
@@ -903,8 +927,8 @@ TEST(AttentionInt8Cache, IsCloseToTheF32Cache) {
                 const std::vector<float> kf = random_floats(n, 5u + n_keys, -2.f, 2.f);
                 const std::vector<float> vf = random_floats(n, 6u + n_keys, -2.f, 2.f);
                 const std::vector<float> q = random_floats(head_dim, 7u, -2.f, 2.f);
-                const StoredKv ks = store_kv(kf, KvType::I8, 1, head_dim),
-                               vs = store_kv(vf, KvType::I8, 1, head_dim);
+                const StoredKv ks = store_kv(kf, KvType::I8, 1, head_dim, KvPlane::Keys),
+                               vs = store_kv(vf, KvType::I8, 1, head_dim, KvPlane::Values);
                 std::vector<float> scratch(n_keys), exact(head_dim), approx(head_dim);
                 AttentionHeadArgs a;
                 a.q = q.data();
@@ -960,7 +984,8 @@ void check_grouped_attention(const KernelTable& k, KvType type, int head_dim, in
     const std::vector<float> kf = random_floats(hd * n, seed, -2.f, 2.f);
     const std::vector<float> vf = random_floats(hd * n, seed + 1, -2.f, 2.f);
     const std::vector<float> q = random_floats(hd * n_queries, seed + 2, -2.f, 2.f);
-    const StoredKv ks = store_kv(kf, type, 1, head_dim), vs = store_kv(vf, type, 1, head_dim);
+    const StoredKv ks = store_kv(kf, type, 1, head_dim, KvPlane::Keys),
+                   vs = store_kv(vf, type, 1, head_dim, KvPlane::Values);
     AttentionHeadArgs a;
     a.k = ks.head(0, head_dim);
     a.v = vs.head(0, head_dim);

@@ -324,7 +324,7 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     };
     auto prefetch_unit = [&](const Unit& unit) {
         const KVCache& cache = *b.items[static_cast<size_t>(b.item_of[unit.t])].cache;
-        const size_t bytes = static_cast<size_t>(b.pos[unit.t] + 1) * cache.row_bytes();
+        const size_t bytes = cache.head_bytes(b.pos[unit.t] + 1);
         if (bytes > kKvShortStreamBytes) return;
         const char* k = static_cast<const char*>(cache.keys(index, unit.kv_head));
         const char* v = static_cast<const char*>(cache.values(index, unit.kv_head));

@@ -1,5 +1,9 @@
 #include "runtime/kv_cache.h"
 
+#include <vector>
+
+#include "kernels/cpu/int8_kv_layout.h"
+
 namespace bitnet {
 
 KVCache::KVCache(const ModelConfig& config, int capacity, cpu::KvType type)
@@ -8,17 +12,27 @@ KVCache::KVCache(const ModelConfig& config, int capacity, cpu::KvType type)
       kv_heads_(config.num_kv_heads),
       head_dim_(config.head_dim),
       elem_bytes_(cpu::kv_elem_bytes(type)),
-      storage_(static_cast<size_t>(config.num_layers) * 2 * config.num_kv_heads * capacity *
-                   config.head_dim * elem_bytes_,
+      storage_(static_cast<size_t>(config.num_layers) * 2 * config.num_kv_heads * plane_bytes(),
                false),
       scales_(type == cpu::KvType::I8
                   ? static_cast<size_t>(config.num_layers) * 2 * config.num_kv_heads * capacity
                   : 0,
               false) {}
 
+size_t KVCache::position_bytes() const noexcept {
+    const size_t plane = plane_bytes();
+    const size_t planes = plane > 0 ? storage_.size() / plane : 0;  // layers x K, V x KV heads
+    if (type_ != cpu::KvType::I8) return planes * row_bytes();
+    return planes / 2 * (cpu::int8_key_dims(head_dim_) + head_dim_) + planes * sizeof(float);
+}
+
+size_t KVCache::head_bytes(int n) const noexcept {
+    if (type_ == cpu::KvType::I8) return cpu::int8_plane_bytes(n, head_dim_);
+    return static_cast<size_t>(n) * row_bytes();
+}
+
 const void* KVCache::base(int layer, int which, int kv_head) const noexcept {
-    const size_t head_plane = static_cast<size_t>(capacity_) * head_dim_ * elem_bytes_;
-    return storage_.data() + plane(layer, which, kv_head) * head_plane;
+    return storage_.data() + plane(layer, which, kv_head) * plane_bytes();
 }
 
 void* KVCache::base(int layer, int which, int kv_head) noexcept {
@@ -31,11 +45,24 @@ void KVCache::store(const cpu::KernelTable& kernels, int layer, int pos, const f
     const size_t n = static_cast<size_t>(head_dim_);
     for (int which = 0; which < 2; ++which) {
         for (int head = 0; head < kv_heads_; ++head) {
-            uint8_t* dst = static_cast<uint8_t*>(base(layer, which, head)) +
-                           static_cast<size_t>(pos) * n * elem_bytes_;
-            float* scale =
-                has_scales() ? scales_.data() + scale_offset(layer, which, head) + pos : nullptr;
-            kernels.store_kv_row(src[which] + head * n, head_dim_, type_, dst, scale);
+            uint8_t* plane = static_cast<uint8_t*>(base(layer, which, head));
+            if (type_ != cpu::KvType::I8) {
+                kernels.store_kv_row(src[which] + head * n, head_dim_, type_,
+                                     plane + static_cast<size_t>(pos) * row_bytes(), nullptr);
+                continue;
+            }
+            // Quantised as a row, then placed in the plane's tiles.
+            int8_t on_stack[512];
+            std::vector<int8_t> on_heap(n > sizeof on_stack ? n : 0);
+            int8_t* row = on_heap.empty() ? on_stack : on_heap.data();
+            kernels.store_kv_row(src[which] + head * n, head_dim_, type_, row,
+                                 scales_.data() + scale_offset(layer, which, head) + pos);
+            int8_t* bytes = reinterpret_cast<int8_t*>(plane);
+            if (which == 0) {
+                cpu::store_int8_key(row, head_dim_, pos, bytes);
+            } else {
+                cpu::store_int8_value(row, head_dim_, pos, bytes);
+            }
         }
     }
 }

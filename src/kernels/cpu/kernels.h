@@ -152,7 +152,8 @@ inline constexpr float kInt8WeightLevels = 16383.f;
 
 // n_queries query heads that share one KV head (grouped-query attention) attending over
 // n_keys cached positions (causal masking is the caller's choice of n_keys). Element (pos, d)
-// of the keys is at k[pos * row_stride + d], likewise v. Query i is q[i * head_dim ...], its
+// of the keys is at k[pos * row_stride + d], likewise v, except in I8 planes, which have the
+// layout of int8_kv_layout.h (row_stride unused). Query i is q[i * head_dim ...], its
 // output out[i * head_dim ...]. Every query's result is the same bits whatever n_queries is;
 // a call with several reads the keys and values from memory once for all of them.
 // With I8 keys and values, key p is k[p] * k_scale[p] and value p is v[p] * v_scale[p]. The
@@ -172,7 +173,7 @@ struct AttentionHeadArgs {
     const void* k = nullptr;
     const void* v = nullptr;
     KvType kv_type = KvType::F32;
-    size_t row_stride = 0;  // elements
+    size_t row_stride = 0;  // elements (not I8)
     int n_keys = 0;
     int head_dim = 0;
     int n_queries = 1;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/half.h"
+#include "kernels/cpu/int8_kv_layout.h"
 #include "kernels/cpu/kernels.h"
 
 namespace bitnet::cpu {
@@ -788,14 +789,6 @@ inline void interleave_dims(__m256 even, __m256 odd, __m256* lo, __m256* hi) {
     *hi = _mm256_permute2f128_ps(a, b, 0x31);
 }
 
-// 32 int8 values at element offset `off`, zero past len.
-inline __m256i load_i8x32(const void* base, size_t off, int len) {
-    const int8_t* p = static_cast<const int8_t*>(base) + off;
-    if (len >= 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    alignas(32) int8_t buf[32] = {};
-    memcpy(buf, p, static_cast<size_t>(len));
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
-}
 // out[d0 .. d0 + 8 S) = sum_p scratch[p] * v_p, S slices of 8 (the last may be shorter). Each
 // slice keeps two accumulators (even and odd keys, the odd last key into the even one), which
 // halve its FMA dependency chain; its sum is the same whatever S is.
@@ -917,36 +910,46 @@ void scores(const AttentionHeadArgs& a) {
     }
 }
 
-// I8 scores (see AttentionHeadArgs) without the keys' scales: float(dot(q8, k[p])) * scale / s_q.
-// Each product is |q8| times k8 with q8's sign, summed in int16 pairs (at most 2 x 127 x 128)
-// and then int32 lanes: exact, so the bits are the scalar level's.
+// I8 scores (see AttentionHeadArgs) without the keys' scales: float(dot(q8, k[p])) * scale / s_q,
+// a tile of sixteen keys at a time (int8_kv_layout.h): a quad of q8 broadcast times half a line
+// adds four dimensions' products into each of eight keys' lanes. Each product is |q8| times k8
+// with q8's sign, summed in int16 pairs (at most 2 x 127 x 128) and then int32 lanes: exact, so
+// the bits are the scalar level's.
 inline void int8_scores(const AttentionHeadArgs& a) {
-    const int hd = a.head_dim, padded = (hd + 31) & ~31;
+    const int hd = a.head_dim, quads = int8_key_dims(hd) / 4;
     alignas(32) int8_t on_stack[512];
-    std::vector<int8_t> on_heap(padded > 512 ? padded : 0);
+    std::vector<int8_t> on_heap(hd > 512 ? 4 * quads : 0);
     int8_t* q8 = on_heap.empty() ? on_stack : on_heap.data();
     int32_t sum = 0;
-    const float qd = a.scale / quantize_row_i8(a.q, hd, padded, q8, &sum);
+    const float qd = a.scale / quantize_row_i8(a.q, hd, 4 * quads, q8, &sum);
+    const size_t tile_bytes = int8_key_tile_bytes(hd);
     const __m256i ones = _mm256_set1_epi16(1);
-    auto key_dot = [&](int p) {
-        const int8_t* k = static_cast<const int8_t*>(a.k) + static_cast<size_t>(p) * a.row_stride;
-        __m256i acc = _mm256_setzero_si256();
-        for (int d = 0; d < hd; d += 32) {
-            const __m256i kv = load_i8x32(k, d, hd - d);
-            const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + d));
-            const __m256i pairs =
-                _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
-        }
-        return acc;
+    auto add_products = [&](__m256i acc, const int8_t* keys, __m256i qv) {
+        const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys));
+        const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
+        return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
     };
-    int p = 0;
-    for (; p + 4 <= a.n_keys; p += 4) {
-        const __m128i dots =
-            reduce4_epi32(key_dot(p), key_dot(p + 1), key_dot(p + 2), key_dot(p + 3));
-        _mm_storeu_ps(a.scratch + p, _mm_mul_ps(_mm_cvtepi32_ps(dots), _mm_set1_ps(qd)));
+    for (int p = 0; p < a.n_keys; p += kInt8KeyTile) {
+        const int8_t* tile =
+            static_cast<const int8_t*>(a.k) + static_cast<size_t>(p / kInt8KeyTile) * tile_bytes;
+        // Keys 0-7 and 8-15 of the tile, even and odd quads in chains of their own.
+        __m256i acc[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()},
+                             {_mm256_setzero_si256(), _mm256_setzero_si256()}};
+        for (int j = 0; j < quads; ++j) {
+            int32_t four;
+            memcpy(&four, q8 + 4 * j, sizeof four);
+            const __m256i qv = _mm256_set1_epi32(four);
+            acc[j % 2][0] = add_products(acc[j % 2][0], tile + 64 * j, qv);
+            acc[j % 2][1] = add_products(acc[j % 2][1], tile + 64 * j + 32, qv);
+        }
+        for (int h = 0; h < 2; ++h) {
+            const int len = min_int(a.n_keys - p - 8 * h, 8);
+            if (len <= 0) break;
+            const __m256i dots = _mm256_add_epi32(acc[0][h], acc[1][h]);
+            store8(a.scratch + p + 8 * h, len,
+                   _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(qd)));
+        }
     }
-    for (; p < a.n_keys; ++p) a.scratch[p] = static_cast<float>(hsum_epi32(key_dot(p))) * qd;
 }
 
 // s[p] *= f[p] for p < n (I8 caches' scales; one rounding each, as every level does it).
@@ -997,52 +1000,42 @@ inline __m256i four_weights(const uint8_t* w) {
 }
 
 // out[d0, d0 + 32) (as far as head_dim) += the sums of keys [c0, c0 + n) of one chunk, whose
-// weights are ready (the first chunk starts it). Four keys' rows of 32 values interleave bytewise,
-// then in pairs, into lanes of one dimension's four values each: lanes of dimensions 0-3 and 16-19
-// in the first sum, 4-7 and 20-23 in the second, 8-11 and 24-27, 12-15 and 28-31; ordered when
-// stored.
+// weights are ready (the first chunk starts it). A group of values (int8_kv_layout.h) holds one
+// dimension of four keys in each 32-bit lane: eight dimensions a 32-byte slice. Weights past n
+// are zero (int8_weights), so a group's keys past the last stored one add nothing.
 inline void int8_value_block(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
                              float unit, int c0, int n, int d0) {
-    const size_t stride = a.row_stride;
-    const int8_t* const v = static_cast<const int8_t*>(a.v) + static_cast<size_t>(c0) * stride + d0;
+    const size_t group_bytes = int8_value_group_bytes(a.head_dim);
+    const int8_t* const v = static_cast<const int8_t*>(a.v) +
+                            static_cast<size_t>(c0 / kInt8ValueGroup) * group_bytes + 4 * d0;
     const int len = min_int(a.head_dim - d0, 32);
+    const int slices = (len + 7) / 8;
+    // The last slice's lanes within the head (vpmaskmovd reads none of the others).
+    const __m256i last_lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(len - 8 * (slices - 1)),
+                                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256i high[4], low[4];
-    for (int j = 0; j < 4; ++j) high[j] = low[j] = _mm256_setzero_si256();
-    for (int p = 0; p < n; p += 4) {
-        __m256i rows[4];
-        for (int k = 0; k < 4; ++k) {
-            rows[k] = p + k < n ? load_i8x32(v, static_cast<size_t>(p + k) * stride, len)
-                                : _mm256_setzero_si256();
-        }
-        const __m256i pairs01 = _mm256_unpacklo_epi8(rows[0], rows[1]);
-        const __m256i pairs01_hi = _mm256_unpackhi_epi8(rows[0], rows[1]);
-        const __m256i pairs23 = _mm256_unpacklo_epi8(rows[2], rows[3]);
-        const __m256i pairs23_hi = _mm256_unpackhi_epi8(rows[2], rows[3]);
-        const __m256i values[4] = {_mm256_unpacklo_epi16(pairs01, pairs23),
-                                   _mm256_unpackhi_epi16(pairs01, pairs23),
-                                   _mm256_unpacklo_epi16(pairs01_hi, pairs23_hi),
-                                   _mm256_unpackhi_epi16(pairs01_hi, pairs23_hi)};
+    for (int s = 0; s < 4; ++s) high[s] = low[s] = _mm256_setzero_si256();
+    for (int p = 0; p < n; p += kInt8ValueGroup) {
+        const int8_t* g = v + static_cast<size_t>(p / kInt8ValueGroup) * group_bytes;
         const __m256i h = four_weights(hi + p), l = four_weights(lo + p);
-        for (int j = 0; j < 4; ++j) {
-            high[j] = add_weighted(high[j], h, values[j]);
-            low[j] = add_weighted(low[j], l, values[j]);
+        for (int s = 0; s < 4; ++s) {
+            if (s >= slices) break;
+            const int* slice = reinterpret_cast<const int*>(g + 32 * s);
+            const __m256i values = s + 1 < slices
+                                       ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(slice))
+                                       : _mm256_maskload_epi32(slice, last_lanes);
+            high[s] = add_weighted(high[s], h, values);
+            low[s] = add_weighted(low[s], l, values);
         }
     }
     const __m256 u = _mm256_set1_ps(unit);
-    __m256 sums[4];
-    for (int j = 0; j < 4; ++j) {
-        sums[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(high[j]), _mm256_set1_ps(128.f),
-                                  _mm256_cvtepi32_ps(low[j]));
-    }
-    const __m256 ordered[4] = {_mm256_permute2f128_ps(sums[0], sums[1], 0x20),
-                               _mm256_permute2f128_ps(sums[2], sums[3], 0x20),
-                               _mm256_permute2f128_ps(sums[0], sums[1], 0x31),
-                               _mm256_permute2f128_ps(sums[2], sums[3], 0x31)};
-    for (int s = 0; 8 * s < len; ++s) {
+    for (int s = 0; s < slices; ++s) {
+        const __m256 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(high[s]), _mm256_set1_ps(128.f),
+                                           _mm256_cvtepi32_ps(low[s]));
         float* o = a.out + d0 + 8 * s;
         const int dims = min_int(len - 8 * s, 8);
         const __m256 before = c0 == 0 ? _mm256_setzero_ps() : load8(o, dims);
-        store8(o, dims, _mm256_fmadd_ps(ordered[s], u, before));
+        store8(o, dims, _mm256_fmadd_ps(sum, u, before));
     }
 }
 

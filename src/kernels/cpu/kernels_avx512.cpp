@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/half.h"
+#include "kernels/cpu/int8_kv_layout.h"
 #include "kernels/cpu/kernels.h"
 
 #ifndef BITNET_VNNI
@@ -259,16 +260,6 @@ inline __m512i reduce16_epi32(const __m512i* v) {
                                          _mm512_shuffle_i32x4(s[2], s[3], _MM_SHUFFLE(3, 2, 3, 2)));
     return _mm512_add_epi32(_mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
                             _mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-// Sixteen sums of eight lanes: v[i]'s low and high halves, in the order {0, 2, 4, 6, 1, 3, 5, 7 |
-// 8, 10, 12, 14, 9, 11, 13, 15} of the halves (2i: v[i]'s low half, 2i + 1 its high one).
-inline __m512i reduce_pairs8_epi32(const __m512i* v) {
-    // Blocks {low halves of v[0..3] | again | high halves | again}, partial sums of four lanes.
-    const __m512i s0 = block_sums4_epi32(v[0], v[1], v[2], v[3]);
-    const __m512i s1 = block_sums4_epi32(v[4], v[5], v[6], v[7]);
-    return _mm512_add_epi32(_mm512_shuffle_i32x4(s0, s1, _MM_SHUFFLE(2, 0, 2, 0)),
-                            _mm512_shuffle_i32x4(s0, s1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
 // Eight horizontal sums in one vector (see reduce8_epi32 and block_sums4_ps).
@@ -2024,30 +2015,45 @@ inline void value_passes(const AttentionHeadArgs& a, const float* w, float* out,
     }
 }
 
-// I8 scores (see AttentionHeadArgs), (float(dot(q8, k[p])) * scale / s_q) * k_scale[p], sixteen
-// keys a tile reduced together. With VNNI a vpdpbusd takes the keys made unsigned (an XOR
-// adds 128) and q8, less 128 sum(q8) after; without it, |q8| times k8 with q8's sign goes into
-// int16 pairs (at most 2 x 127 x 128) and int32 lanes. A 64-byte chunk costs two or four
-// instructions where widening it to floats took eight and its multiply-adds four. The sums are
-// exact, so the bits are the scalar level's whatever the order.
+// Fetches [from, from + n) of a plane into L2, as far as `end` (its bytes in use).
+inline void prefetch_plane_bytes(const void* plane, size_t from, size_t n, size_t end) {
+    const char* base = static_cast<const char*>(plane);
+    for (size_t off = from; off < from + n && off < end; off += 64)
+        _mm_prefetch(base + off, _MM_HINT_T1);
+}
+
+// I8 scores (see AttentionHeadArgs), (float(dot(q8, k[p])) * scale / s_q) * k_scale[p], a tile
+// of sixteen keys at a time (int8_kv_layout.h): a quad of q8 broadcast times a line of the tile
+// adds four dimensions' products into each key's lane, with nothing to reduce across lanes.
+// With VNNI a vpdpbusd takes the keys made unsigned (an XOR adds 128) and the quad, less
+// 128 sum(q8) after; without it, |q8| times k8 with q8's sign goes into int16 pairs (at most
+// 2 x 127 x 128) and int32 lanes. The sums are exact, so the bits are the scalar level's.
 inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
-    const int hd = a.head_dim, padded = (hd + 63) & ~63, chunks = padded / 64;
+    const int hd = a.head_dim, quads = int8_key_dims(hd) / 4;
     alignas(64) int8_t on_stack[512];
-    std::vector<int8_t> on_heap(padded > 512 ? padded : 0);
+    std::vector<int8_t> on_heap(hd > 512 ? 4 * quads : 0);
     int8_t* q8 = on_heap.empty() ? on_stack : on_heap.data();
     int32_t q_sum = 0;
-    const float qd = a.scale / quantize_row_i8(q, hd, padded, q8, &q_sum);
-    const size_t stride = a.row_stride;
+    const float qd = a.scale / quantize_row_i8(q, hd, 4 * quads, q8, &q_sum);
+    const size_t tile_bytes = int8_key_tile_bytes(hd);
+    const size_t used = int8_plane_bytes(a.n_keys, hd);
     const int8_t* const k = static_cast<const int8_t*>(a.k);
 #if BITNET_VNNI
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-    const int32_t offset = 128 * q_sum;  // what the keys' +128 added to each dot product
+    const __m512i offset = _mm512_set1_epi32(128 * q_sum);  // what the keys' +128 added
 #else
     const __m512i ones16 = _mm512_set1_epi16(1);
-    const int32_t offset = 0;
+    const __m512i offset = _mm512_setzero_si512();
 #endif
-    // acc + the products of 64 key bytes with 64 query bytes, four to a lane (less the offset).
-    auto add_products = [&](__m512i acc, __m512i kv, __m512i qv) __attribute__((always_inline)) {
+    auto quad = [&](int j) __attribute__((always_inline)) {
+        int32_t four;
+        memcpy(&four, q8 + 4 * j, sizeof four);
+        return _mm512_set1_epi32(four);
+    };
+    // acc + the products of a line of keys with the quad of the query broadcast in qv.
+    auto add_products = [&](__m512i acc, const int8_t* line, __m512i qv)
+        __attribute__((always_inline)) {
+        const __m512i kv = _mm512_loadu_si512(line);
 #if BITNET_VNNI
         return _mm512_dpbusd_epi32(acc, _mm512_xor_si512(kv, bias), qv);
 #else
@@ -2057,93 +2063,49 @@ inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bo
         return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, ones16));
 #endif
     };
-    const __mmask64 last = mask64(hd - 64 * (chunks - 1));
-    auto key_dot = [&](int p) __attribute__((always_inline)) {
-        const int8_t* kp = k + static_cast<size_t>(p) * stride;
-        __m512i acc = _mm512_setzero_si512();
-        for (int c = 0; c < chunks; ++c) {
-            const __m512i kv = c + 1 < chunks ? _mm512_loadu_si512(kp + 64 * c)
-                                              : _mm512_maskz_loadu_epi8(last, kp + 64 * c);
-            acc = add_products(acc, kv, _mm512_loadu_si512(q8 + 64 * c));
-        }
-        return acc;
-    };
-    // Sixteen scores with the keys' scales, rounded as the scalar level rounds them.
-    auto store_scores = [&](int p, __m512i dots) __attribute__((always_inline)) {
-        const __m512 sq = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), _mm512_set1_ps(qd));
-        _mm512_storeu_ps(s + p, _mm512_mul_ps(sq, _mm512_loadu_ps(a.k_scale + p)));
-    };
-    int p = 0;
-    if (hd <= 32) {
-        // Two keys a vector: key p in the low 32 bytes, p + 1 in the high ones, against q8 in
-        // both halves. A short head's key alone left half of each line masked off, and each of
-        // sixteen keys its own accumulator to reduce.
-        const __m512i qv =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8)));
-        const __mmask32 m = mask32(hd);
-        // Lanes of reduce_pairs8_epi32's result back in key order.
-        const __m512i order =
-            _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
-        // Rows of exactly 32 bytes one after another (the cache's own layout for 32 dimensions)
-        // hold two keys a line already: one load instead of two masked ones and an insert.
-        auto pairs = [&](auto packed) __attribute__((always_inline)) {
-            for (; p + 16 <= a.n_keys; p += 16) {
-                if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
-                __m512i acc[8];
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; ++j) {
-                    const int8_t* kp = k + static_cast<size_t>(p + 2 * j) * stride;
-                    __m512i kv;
-                    if constexpr (decltype(packed)::value != 0) {
-                        kv = _mm512_loadu_si512(kp);
-                    } else {
-                        kv = _mm512_inserti64x4(
-                            _mm512_castsi256_si512(_mm256_maskz_loadu_epi8(m, kp)),
-                            _mm256_maskz_loadu_epi8(m, kp + stride), 1);
-                    }
-                    acc[j] = add_products(_mm512_setzero_si512(), kv, qv);
-                }
-                const __m512i dots =
-                    _mm512_sub_epi32(_mm512_permutexvar_epi32(order, reduce_pairs8_epi32(acc)),
-                                     _mm512_set1_epi32(offset));
-                store_scores(p, dots);
+    const __m512 sq = _mm512_set1_ps(qd);
+    // Tiles of kQuads quads (0: `quads`, known at run time only). Four chains, so that a long
+    // head's multiply-adds overlap within a tile; the tail's chains are named, not indexed, which
+    // kept all four on the stack.
+    auto tiles = [&](auto known) __attribute__((always_inline)) {
+        constexpr int kQuads = decltype(known)::value;
+        const int n_quads = kQuads > 0 ? kQuads : quads;
+        for (int p = 0; p < a.n_keys; p += kInt8KeyTile) {
+            const int8_t* tile = k + static_cast<size_t>(p / kInt8KeyTile) * tile_bytes;
+            if (prefetch) {
+                prefetch_plane_bytes(k, tile - k + (kKvPrefetchKeys / kInt8KeyTile) * tile_bytes,
+                                     tile_bytes, used);
             }
-        };
-        if (hd == 32 && stride == 32) {
-            pairs(Int<1>{});
-        } else {
-            pairs(Int<0>{});
+            __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+            __m512i acc2 = _mm512_setzero_si512(), acc3 = _mm512_setzero_si512();
+            int j = 0;
+#pragma GCC unroll 8
+            for (; j + 4 <= n_quads; j += 4) {
+                acc0 = add_products(acc0, tile + 64 * j, quad(j));
+                acc1 = add_products(acc1, tile + 64 * (j + 1), quad(j + 1));
+                acc2 = add_products(acc2, tile + 64 * (j + 2), quad(j + 2));
+                acc3 = add_products(acc3, tile + 64 * (j + 3), quad(j + 3));
+            }
+            if (j < n_quads) acc0 = add_products(acc0, tile + 64 * j, quad(j));
+            if (j + 1 < n_quads) acc1 = add_products(acc1, tile + 64 * (j + 1), quad(j + 1));
+            if (j + 2 < n_quads) acc2 = add_products(acc2, tile + 64 * (j + 2), quad(j + 2));
+            const __m512i dots = _mm512_sub_epi32(
+                _mm512_add_epi32(_mm512_add_epi32(acc0, acc1), _mm512_add_epi32(acc2, acc3)),
+                offset);
+            const __mmask16 m = mask16(a.n_keys - p);
+            const __m512 scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(dots), sq);
+            _mm512_mask_storeu_ps(s + p, m,
+                                  _mm512_mul_ps(scaled, _mm512_maskz_loadu_ps(m, a.k_scale + p)));
         }
-    }
-    for (; p + 16 <= a.n_keys; p += 16) {
-        if (prefetch) prefetch_kv_rows<KvType::I8>(a, a.k, p + kKvPrefetchKeys, 16);
-        __m512i acc[16];
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; ++j) acc[j] = key_dot(p + j);
-        const __m512i dots = _mm512_sub_epi32(reduce16_epi32(acc), _mm512_set1_epi32(offset));
-        store_scores(p, dots);
-    }
-    for (; p < a.n_keys; ++p) {
-        s[p] =
-            (static_cast<float>(_mm512_reduce_add_epi32(key_dot(p)) - offset) * qd) * a.k_scale[p];
+    };
+    if (quads == 8) {  // heads of 29-32 dimensions, the small models'
+        tiles(Int<8>{});
+    } else {
+        tiles(Int<0>{});
     }
 }
 
 // ---- I8 values: integer sums (see AttentionHeadArgs) ----
-
-// Each 128-bit block's 4 x 4 bytes transposed: byte 4e + k takes byte 4k + e.
-inline __m512i transpose_block_bytes(__m512i x) {
-    return _mm512_shuffle_epi8(x, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2,
-                                                                       6, 10, 14, 3, 7, 11, 15)));
-}
-
-// Four keys' values of 16 dimensions, key k's 16 bytes in 128-bit block k, rearranged so that
-// lane d holds dimension d of the four keys: the bytes vpdpbusd multiplies by four keys' weights
-// and sums. Dword 4j + k takes dword 4k + j, then each block's bytes transpose.
-inline __m512i dims_by_lane(__m512i keys) {
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return transpose_block_bytes(_mm512_permutexvar_epi32(order, keys));
-}
 
 // acc + for each 32-bit lane, the four unsigned weight bytes times the four signed value bytes.
 // Without VNNI the int16 pairs cannot saturate: the weights' halves are 7-bit.
@@ -2184,134 +2146,80 @@ inline __m512i four_weights(const uint8_t* w) {
     return _mm512_set1_epi32(four);
 }
 
-// How int8_value_chunk gathers four keys' values into lanes of one dimension each.
-enum class ValueRows {
-    Slices,    // 16 bytes of each row a slice, placed in blocks and transposed (any layout)
-    Packed32,  // rows of 32 dimensions one after another: two 64-byte loads for four keys
-    Rows64,    // whole 64-byte rows interleaved by bytes, then words: dimension 16i + 4j + e of a
-               // block in lane 4i + e of sum j, put in order once a chunk (transpose_blocks4)
-};
-
-// Blocks j of s[0..3] transposed: s[j] takes block j of s[0], s[1], s[2], s[3] in turn.
-inline void transpose_blocks4(__m512* s) {
-    const __m512 t0 = _mm512_shuffle_f32x4(s[0], s[1], 0x44);
-    const __m512 t1 = _mm512_shuffle_f32x4(s[0], s[1], 0xee);
-    const __m512 t2 = _mm512_shuffle_f32x4(s[2], s[3], 0x44);
-    const __m512 t3 = _mm512_shuffle_f32x4(s[2], s[3], 0xee);
-    s[0] = _mm512_shuffle_f32x4(t0, t2, 0x88);
-    s[1] = _mm512_shuffle_f32x4(t0, t2, 0xdd);
-    s[2] = _mm512_shuffle_f32x4(t1, t3, 0x88);
-    s[3] = _mm512_shuffle_f32x4(t1, t3, 0xdd);
-}
-
 // Dimensions [d0, d0 + 16 SB) of Q queries' outputs over keys [c0, c0 + n) of one chunk, whose
 // weights are ready (query i's at hi / lo + i * kInt8ValueChunk, its unit unit[i]): out_i +=
-// the chunk's sums (out_i = out + i * head_dim; the first chunk starts it). Rows64 takes SB a
-// multiple of 4.
-template <int Q, int SB, ValueRows kRows>
+// the chunk's sums (out_i = out + i * head_dim; the first chunk starts it). A slice is one load
+// of a group of values (int8_kv_layout.h): sixteen dimensions of four keys. With few
+// accumulators, consecutive groups alternate between two sets of them, so that twice as many
+// chains of multiply-adds overlap; integer sums, so the sets add up to the same bits.
+template <int Q, int SB>
 inline void int8_value_chunk(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
                              const float* unit, int c0, int n, int d0, bool prefetch, float* out) {
-    const size_t stride = a.row_stride, hd = static_cast<size_t>(a.head_dim);
-    const int8_t* const v = static_cast<const int8_t*>(a.v) + static_cast<size_t>(c0) * stride;
-    __m512i high[Q][SB], low[Q][SB];
+    constexpr int kSets = 2 * Q * SB <= 8 ? 2 : 1;
+    const size_t hd = static_cast<size_t>(a.head_dim);
+    const size_t group_bytes = int8_value_group_bytes(a.head_dim);
+    const int8_t* const plane = static_cast<const int8_t*>(a.v);
+    const int8_t* const v =
+        plane + static_cast<size_t>(c0 / kInt8ValueGroup) * group_bytes + 4 * d0;
+    const size_t used = int8_plane_bytes(a.n_keys, a.head_dim);
+    __m512i high[kSets][Q][SB], low[kSets][Q][SB];
+#pragma GCC unroll 2
+    for (int e = 0; e < kSets; ++e) {
 #pragma GCC unroll 4
-    for (int i = 0; i < Q; ++i) {
+        for (int i = 0; i < Q; ++i) {
 #pragma GCC unroll 8
-        for (int s = 0; s < SB; ++s) high[i][s] = low[i][s] = _mm512_setzero_si512();
+            for (int s = 0; s < SB; ++s) high[e][i][s] = low[e][i][s] = _mm512_setzero_si512();
+        }
     }
     __mmask16 dims[SB];
 #pragma GCC unroll 8
     for (int s = 0; s < SB; ++s) dims[s] = mask16(a.head_dim - d0 - 16 * s);
-    // Keys [p, p + 4) of the chunk, those from `valid` on read as zeros.
-    auto group = [&](int p, int valid) __attribute__((always_inline)) {
-        __m512i values[SB];
-        if constexpr (kRows == ValueRows::Rows64) {
-#pragma GCC unroll 2
-            for (int b = 0; b < SB / 4; ++b) {
-                const __mmask64 in_head = mask64(a.head_dim - d0 - 64 * b);
-                __m512i rows[4];
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; ++k) {
-                    rows[k] = _mm512_maskz_loadu_epi8(
-                        k < valid ? in_head : __mmask64{0},
-                        v + static_cast<size_t>(p + k) * stride + d0 + 64 * b);
-                }
-                const __m512i pairs01 = _mm512_unpacklo_epi8(rows[0], rows[1]);
-                const __m512i pairs01_hi = _mm512_unpackhi_epi8(rows[0], rows[1]);
-                const __m512i pairs23 = _mm512_unpacklo_epi8(rows[2], rows[3]);
-                const __m512i pairs23_hi = _mm512_unpackhi_epi8(rows[2], rows[3]);
-                values[4 * b] = _mm512_unpacklo_epi16(pairs01, pairs23);
-                values[4 * b + 1] = _mm512_unpackhi_epi16(pairs01, pairs23);
-                values[4 * b + 2] = _mm512_unpacklo_epi16(pairs01_hi, pairs23_hi);
-                values[4 * b + 3] = _mm512_unpackhi_epi16(pairs01_hi, pairs23_hi);
-            }
-        } else if (kRows == ValueRows::Packed32 && valid == 4) {
-            const int8_t* rows = v + static_cast<size_t>(p) * 32;
-            const __m512i first_two = _mm512_loadu_si512(rows);
-            const __m512i last_two = _mm512_loadu_si512(rows + 64);
-            // Dword 4j + k of slice s: dword j of key k's half s, at 8k + 4s + j of the pair.
-            const __m512i slice0 =
-                _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
-            const __m512i slice1 = _mm512_add_epi32(slice0, _mm512_set1_epi32(4));
-            values[0] =
-                transpose_block_bytes(_mm512_permutex2var_epi32(first_two, slice0, last_two));
-            values[SB - 1] =
-                transpose_block_bytes(_mm512_permutex2var_epi32(first_two, slice1, last_two));
-        } else {
-#pragma GCC unroll 8
-            for (int s = 0; s < SB; ++s) {
-                // Inserted at constant positions: an unrolled loop's index is not an immediate
-                // in builds that do not unroll (the sanitizers' -O1).
-                auto row = [&](int k) __attribute__((always_inline)) {
-                    return _mm_maskz_loadu_epi8(
-                        k < valid ? dims[s] : __mmask16{0},
-                        v + static_cast<size_t>(p + k) * stride + d0 + 16 * s);
-                };
-                __m512i keys = _mm512_castsi128_si512(row(0));
-                keys = _mm512_inserti32x4(keys, row(1), 1);
-                keys = _mm512_inserti32x4(keys, row(2), 2);
-                keys = _mm512_inserti32x4(keys, row(3), 3);
-                values[s] = dims_by_lane(keys);
-            }
+    // Keys [p, p + 4) of the chunk into set e. Weights past n are zero (int8_weights), so a
+    // group's keys past the last stored one add nothing.
+    auto group = [&](int e, int p) __attribute__((always_inline)) {
+        const int8_t* g = v + static_cast<size_t>(p / kInt8ValueGroup) * group_bytes;
+        if (prefetch) {
+            prefetch_plane_bytes(
+                plane, g - plane - 4 * d0 + (kKvPrefetchKeys / kInt8ValueGroup) * group_bytes,
+                group_bytes, used);
         }
+        __m512i values[SB];
+#pragma GCC unroll 8
+        for (int s = 0; s < SB; ++s) values[s] = _mm512_maskz_loadu_epi32(dims[s], g + 64 * s);
 #pragma GCC unroll 4
         for (int i = 0; i < Q; ++i) {
             const __m512i h = four_weights(hi + i * kInt8ValueChunk + p);
             const __m512i l = four_weights(lo + i * kInt8ValueChunk + p);
 #pragma GCC unroll 8
             for (int s = 0; s < SB; ++s) {
-                high[i][s] = add_weighted(high[i][s], h, values[s]);
-                low[i][s] = add_weighted(low[i][s], l, values[s]);
+                high[e][i][s] = add_weighted(high[e][i][s], h, values[s]);
+                low[e][i][s] = add_weighted(low[e][i][s], l, values[s]);
             }
         }
     };
     int p = 0;
-    if (prefetch) {
-        for (; p + 4 <= n; p += 4) {
-            prefetch_kv_rows<KvType::I8>(a, a.v, c0 + p + kKvPrefetchKeys, 4);
-            group(p, 4);
+    if constexpr (kSets == 2) {
+        for (; p + 2 * kInt8ValueGroup <= n; p += 2 * kInt8ValueGroup) {
+            group(0, p);
+            group(1, p + kInt8ValueGroup);
         }
     }
-    for (; p + 4 <= n; p += 4) group(p, 4);
-    if (p < n) group(p, n - p);
+    for (; p < n; p += kInt8ValueGroup) group(0, p);
 #pragma GCC unroll 4
     for (int i = 0; i < Q; ++i) {
         const __m512 u = _mm512_set1_ps(unit[i]);
-        __m512 sums[SB];
 #pragma GCC unroll 8
         for (int s = 0; s < SB; ++s) {
-            sums[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(high[i][s]), _mm512_set1_ps(128.f),
-                                      _mm512_cvtepi32_ps(low[i][s]));
-        }
-        if constexpr (kRows == ValueRows::Rows64) {
-#pragma GCC unroll 2
-            for (int b = 0; b < SB / 4; ++b) transpose_blocks4(sums + 4 * b);
-        }
-#pragma GCC unroll 8
-        for (int s = 0; s < SB; ++s) {
+            __m512i h = high[0][i][s], l = low[0][i][s];
+            if constexpr (kSets == 2) {
+                h = _mm512_add_epi32(h, high[1][i][s]);
+                l = _mm512_add_epi32(l, low[1][i][s]);
+            }
+            const __m512 sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h), _mm512_set1_ps(128.f),
+                                               _mm512_cvtepi32_ps(l));
             float* o = out + i * hd + d0 + 16 * s;
             const __m512 before = c0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(dims[s], o);
-            _mm512_mask_storeu_ps(o, dims[s], _mm512_fmadd_ps(sums[s], u, before));
+            _mm512_mask_storeu_ps(o, dims[s], _mm512_fmadd_ps(sum, u, before));
         }
     }
 }
@@ -2325,50 +2233,16 @@ inline void int8_value_rest(const AttentionHeadArgs& a, const uint8_t* hi, const
         if (slices < S)
             return int8_value_rest<Q, S - 1>(a, hi, lo, unit, c0, n, d0, slices, prefetch, out);
     }
-    int8_value_chunk<Q, S, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, prefetch, out);
-}
-
-// The chunk's dimensions in passes of SB slices (2 Q SB accumulators) and one shorter pass;
-// the first pass fetches the rows ahead (later ones find them in L1 and L2). Heads of 64
-// dimensions or more take whole 64-byte rows when a pass holds a multiple of four slices.
-template <int Q, int SB>
-inline void int8_value_slices(const AttentionHeadArgs& a, const uint8_t* hi, const uint8_t* lo,
-                              const float* unit, int c0, int n, bool prefetch, float* out) {
-    if (a.head_dim == 32 && a.row_stride == 32) {
-        return int8_value_chunk<Q, 2, ValueRows::Packed32>(a, hi, lo, unit, c0, n, 0, prefetch,
-                                                           out);
-    }
-    if constexpr (SB % 4 == 0) {
-        if (a.head_dim >= 64) {
-            for (int d0 = 0; d0 < a.head_dim; d0 += 16 * SB) {
-                const bool fetch = prefetch && d0 == 0;
-                if constexpr (SB > 4) {
-                    if (a.head_dim - d0 <= 64) {  // one 64-byte row left
-                        int8_value_chunk<Q, 4, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, fetch,
-                                                                  out);
-                        continue;
-                    }
-                }
-                int8_value_chunk<Q, SB, ValueRows::Rows64>(a, hi, lo, unit, c0, n, d0, fetch, out);
-            }
-            return;
-        }
-    }
-    int d0 = 0;
-    for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB) {
-        int8_value_chunk<Q, SB, ValueRows::Slices>(a, hi, lo, unit, c0, n, d0, prefetch && d0 == 0,
-                                                   out);
-    }
-    if (d0 < a.head_dim) {
-        int8_value_rest<Q, SB>(a, hi, lo, unit, c0, n, d0, (a.head_dim - d0 + 15) / 16,
-                               prefetch && d0 == 0, out);
-    }
+    int8_value_chunk<Q, S>(a, hi, lo, unit, c0, n, d0, prefetch, out);
 }
 
 // out_i = sum_p w_i[p] * v_p for Q queries (w: the first one's weights, a row of n_keys each)
-// in the integer sums of AttentionHeadArgs.
+// in the integer sums of AttentionHeadArgs: each chunk's dimensions in passes of SB slices
+// (2 Q SB accumulators) and one shorter pass; the first pass fetches the groups ahead (later
+// ones find them in L1 and L2).
 template <int Q>
 inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, bool prefetch) {
+    constexpr int SB = Q == 1 ? 8 : Q == 2 ? 4 : 2;
     alignas(64) uint8_t hi[Q * kInt8ValueChunk], lo[Q * kInt8ValueChunk];
     float unit[Q];
     const size_t n_keys = static_cast<size_t>(a.n_keys);
@@ -2379,19 +2253,13 @@ inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, 
             unit[i] = int8_weights(w + i * n_keys + c0, n, hi + i * kInt8ValueChunk,
                                    lo + i * kInt8ValueChunk);
         }
-        if constexpr (Q > 2) {
-            // Two queries at a time keep whole 64-byte rows in registers (Rows64); the second
-            // pair finds the rows in L1.
-            if (a.head_dim >= 64) {
-                const size_t skip = 2 * static_cast<size_t>(a.head_dim);
-                int8_value_slices<2, 4>(a, hi, lo, unit, c0, n, prefetch, out);
-                int8_value_slices<Q - 2, Q == 3 ? 8 : 4>(a, hi + 2 * kInt8ValueChunk,
-                                                         lo + 2 * kInt8ValueChunk, unit + 2, c0, n,
-                                                         false, out + skip);
-                continue;
-            }
+        int d0 = 0;
+        for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB)
+            int8_value_chunk<Q, SB>(a, hi, lo, unit, c0, n, d0, prefetch && d0 == 0, out);
+        if (d0 < a.head_dim) {
+            int8_value_rest<Q, SB>(a, hi, lo, unit, c0, n, d0, (a.head_dim - d0 + 15) / 16,
+                                   prefetch && d0 == 0, out);
         }
-        int8_value_slices<Q, (Q == 1 ? 8 : Q == 2 ? 4 : 2)>(a, hi, lo, unit, c0, n, prefetch, out);
     }
 }
 

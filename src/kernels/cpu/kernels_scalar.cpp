@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/half.h"
+#include "kernels/cpu/int8_kv_layout.h"
 #include "kernels/cpu/kernels.h"
 
 namespace bitnet::cpu {
@@ -208,7 +209,7 @@ void int8_scores(const AttentionHeadArgs& a) {
     const int8_t* k = static_cast<const int8_t*>(a.k);
     for (int p = 0; p < a.n_keys; ++p) {
         int32_t dot = 0;
-        for (int d = 0; d < a.head_dim; ++d) dot += q8[d] * k[p * a.row_stride + d];
+        for (int d = 0; d < a.head_dim; ++d) dot += q8[d] * k[int8_key_offset(p, d, a.head_dim)];
         a.scratch[p] = (static_cast<float>(dot) * qd) * a.k_scale[p];
     }
 }
@@ -243,7 +244,7 @@ void int8_values(const AttentionHeadArgs& a, const float* w) {
             const int weight = static_cast<int>(std::nearbyint(x));
             const int hi = weight >> 7, lo = weight & 127;
             for (int d = 0; d < hd; ++d) {
-                const int value = v[static_cast<size_t>(p) * a.row_stride + d];
+                const int value = v[int8_value_offset(p, d, hd)];
                 high[static_cast<size_t>(d)] += hi * value;
                 low[static_cast<size_t>(d)] += lo * value;
             }
