@@ -84,6 +84,42 @@ TEST(Int8KvLayout, LinesAndLanesHoldWhatTheKernelsSum) {
     EXPECT_EQ(int8_plane_bytes(17, 30), 1024u);
 }
 
+// Every level's store_int8_kv writes the bytes and the scale that quantising the row with the
+// scalar level and storing it with the layout's functions writes, and no other byte.
+TEST(Int8KvLayout, EveryLevelStoresAsTheScalarLevel) {
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> u(-3.f, 3.f);
+    for (Isa isa : supported_isas()) {
+        const KernelTable& k = kernels(isa);
+        for (int head_dim : {1, 6, 20, 32, 40, 128, 600}) {
+            const int positions = 21;
+            const size_t bytes = int8_plane_bytes(positions, head_dim);
+            for (bool key : {true, false}) {
+                std::vector<int8_t> got(bytes, -77), want(bytes, -77);
+                for (int p = 0; p < positions; ++p) {
+                    std::vector<float> x(static_cast<size_t>(head_dim));
+                    for (float& v : x) v = u(rng);
+                    float got_scale = 0.f, want_scale = 0.f;
+                    k.store_int8_kv(x.data(), head_dim, p, key, got.data(), &got_scale);
+                    std::vector<int8_t> row(static_cast<size_t>(head_dim));
+                    scalar_kernels().store_kv_row(x.data(), head_dim, KvType::I8, row.data(),
+                                                  &want_scale);
+                    if (key) {
+                        store_int8_key(row.data(), head_dim, p, want.data());
+                    } else {
+                        store_int8_value(row.data(), head_dim, p, want.data());
+                    }
+                    ASSERT_EQ(got_scale, want_scale) << k.name << " p=" << p;
+                }
+                for (size_t i = 0; i < bytes; ++i) {
+                    ASSERT_EQ(got[i], want[i]) << k.name << " head_dim=" << head_dim
+                                               << (key ? " keys" : " values") << " byte " << i;
+                }
+            }
+        }
+    }
+}
+
 // The cache quantises each head's row and places it in its plane; the scales follow.
 TEST(Int8KvLayout, CacheStoresRowsInTiles) {
     ModelConfig c;

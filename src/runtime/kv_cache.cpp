@@ -1,7 +1,5 @@
 #include "runtime/kv_cache.h"
 
-#include <vector>
-
 #include "kernels/cpu/int8_kv_layout.h"
 
 namespace bitnet {
@@ -51,18 +49,9 @@ void KVCache::store(const cpu::KernelTable& kernels, int layer, int pos, const f
                                      plane + static_cast<size_t>(pos) * row_bytes(), nullptr);
                 continue;
             }
-            // Quantised as a row, then placed in the plane's tiles.
-            int8_t on_stack[512];
-            std::vector<int8_t> on_heap(n > sizeof on_stack ? n : 0);
-            int8_t* row = on_heap.empty() ? on_stack : on_heap.data();
-            kernels.store_kv_row(src[which] + head * n, head_dim_, type_, row,
-                                 scales_.data() + scale_offset(layer, which, head) + pos);
-            int8_t* bytes = reinterpret_cast<int8_t*>(plane);
-            if (which == 0) {
-                cpu::store_int8_key(row, head_dim_, pos, bytes);
-            } else {
-                cpu::store_int8_value(row, head_dim_, pos, bytes);
-            }
+            kernels.store_int8_kv(src[which] + head * n, head_dim_, pos, which == 0,
+                                  reinterpret_cast<int8_t*>(plane),
+                                  scales_.data() + scale_offset(layer, which, head) + pos);
         }
     }
 }

@@ -264,6 +264,10 @@ struct KernelTable {
     // model's step stored 1,024 values this way, one at a time (about 2% of it with bf16).
     // I8 quantises the row with quantize_row_i8 and writes 1 / s_x to *scale (unused otherwise).
     void (*store_kv_row)(const float* x, int n, KvType type, void* out, float* scale);
+    // I8: the row of store_kv_row (head_dim values, 1 / s_x to *scale), written to position pos
+    // of a plane of keys (key) or of values in int8_kv_layout.h's tiles.
+    void (*store_int8_kv)(const float* x, int head_dim, int pos, bool key, int8_t* plane,
+                          float* scale);
 };
 
 // BitLinear as PyTorch computes it in float32: activations dequantized one by one

@@ -188,13 +188,21 @@ __attribute__((always_inline)) inline float quantize_values(int n, int n_pad, in
             _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
         _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, bytes));
     }
-    for (; i < n; i += 16) {
-        const __mmask16 m = mask16(n - i);
-        const __m512i v = quantize16(i, m);
-        vsum = _mm512_add_epi32(vsum, v);  // masked-off lanes are zero
-        _mm512_mask_cvtepi32_storeu_epi8(q + i, m, v);
+    if (i < n) {
+        // The last n - i < 64 values the same way, lanes past n zero; they fill q up to n_pad
+        // (or 64 past i) where memset and a store of each 16 took longer than the values.
+        const __m512i a = quantize16(i, mask16(n - i)), b = quantize16(i + 16, mask16(n - i - 16));
+        const __m512i c = quantize16(i + 32, mask16(n - i - 32));
+        const __m512i d = quantize16(i + 48, mask16(n - i - 48));
+        vsum = _mm512_add_epi32(vsum,  // masked-off lanes are zero
+                                _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d)));
+        const __m512i bytes =
+            _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
+        _mm512_mask_storeu_epi8(q + i, mask64(min_int(n_pad, i + 64) - i),
+                                _mm512_permutexvar_epi32(order, bytes));
+        i += 64;
     }
-    if (n_pad > n) memset(q + n, 0, static_cast<size_t>(n_pad - n));
+    if (n_pad > i) memset(q + i, 0, static_cast<size_t>(n_pad - i));
     *sum = _mm512_reduce_add_epi32(vsum);
     return scale;
 }
@@ -1591,9 +1599,11 @@ void rope(float* x, int n_heads, int head_dim, const float* cos, const float* si
 }
 
 // softmax, then each result times post[i] when kPost (one more rounding, as a separate pass
-// would round it; I8 caches' value scales).
+// would round it; I8 caches' value scales), and the largest result of each kInt8ValueChunk in
+// chunk_max (the int8 value sums' c, see AttentionHeadArgs: one pass fewer over the weights).
 template <bool kPost>
-inline void softmax_impl(float* x, int n, [[maybe_unused]] const float* post) {
+inline void softmax_impl(float* x, int n, [[maybe_unused]] const float* post,
+                         [[maybe_unused]] float* chunk_max) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
         vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, mask16(n - i), x + i));
@@ -1607,16 +1617,30 @@ inline void softmax_impl(float* x, int n, [[maybe_unused]] const float* post) {
         _mm512_mask_storeu_ps(x + i, m, e);
     }
     const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(vsum));
-    for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = mask16(n - i);
-        __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
-        if constexpr (kPost) y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, post + i));
-        _mm512_mask_storeu_ps(x + i, m, y);
+    if constexpr (kPost) {
+        static_assert(kInt8ValueChunk % 16 == 0);
+        for (int c0 = 0; c0 < n; c0 += kInt8ValueChunk) {
+            const int c1 = min_int(n, c0 + kInt8ValueChunk);
+            __m512 largest = _mm512_setzero_ps();
+            for (int i = c0; i < c1; i += 16) {
+                const __mmask16 m = mask16(c1 - i);
+                const __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv),
+                                               _mm512_maskz_loadu_ps(m, post + i));
+                largest = _mm512_max_ps(largest, _mm512_maskz_mov_ps(m, y));
+                _mm512_mask_storeu_ps(x + i, m, y);
+            }
+            chunk_max[c0 / kInt8ValueChunk] = _mm512_reduce_max_ps(largest);
+        }
+    } else {
+        for (int i = 0; i < n; i += 16) {
+            const __mmask16 m = mask16(n - i);
+            _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+        }
     }
 }
 
 void softmax(float* x, int n) {
-    softmax_impl<false>(x, n, nullptr);
+    softmax_impl<false>(x, n, nullptr, nullptr);
 }
 
 void relu2_mul(const float* g, const float* u, float* out, int n) {
@@ -2118,13 +2142,10 @@ inline __m512i add_weighted(__m512i acc, __m512i weights, __m512i values) {
 #endif
 }
 
-// One chunk's weights w[0, n) of a query as 14-bit integers split into 7-bit halves, zero up
-// to the next multiple of 16; returns the value of one unit of W (see AttentionHeadArgs).
-inline float int8_weights(const float* w, int n, uint8_t* hi, uint8_t* lo) {
-    __m512 largest = _mm512_setzero_ps();
-    for (int j = 0; j < n; j += 16)
-        largest = _mm512_max_ps(largest, _mm512_maskz_loadu_ps(mask16(n - j), w + j));
-    const float c = _mm512_reduce_max_ps(largest);
+// One chunk's weights w[0, n) of a query, whose largest is c, as 14-bit integers split into
+// 7-bit halves, zero up to the next multiple of 16; returns the value of one unit of W (see
+// AttentionHeadArgs).
+inline float int8_weights(const float* w, int n, float c, uint8_t* hi, uint8_t* lo) {
     const __m512 m = _mm512_set1_ps(kInt8WeightLevels / c);
     const __m512 top = _mm512_set1_ps(kInt8WeightLevels);
     for (int j = 0; j < n; j += 16) {
@@ -2236,12 +2257,13 @@ inline void int8_value_rest(const AttentionHeadArgs& a, const uint8_t* hi, const
     int8_value_chunk<Q, S>(a, hi, lo, unit, c0, n, d0, prefetch, out);
 }
 
-// out_i = sum_p w_i[p] * v_p for Q queries (w: the first one's weights, a row of n_keys each)
-// in the integer sums of AttentionHeadArgs: each chunk's dimensions in passes of SB slices
-// (2 Q SB accumulators) and one shorter pass; the first pass fetches the groups ahead (later
-// ones find them in L1 and L2).
+// out_i = sum_p w_i[p] * v_p for Q queries (w: the first one's weights, a row of n_keys each;
+// chunk_max: the largest of each of its chunks, a row of `chunks` each) in the integer sums of
+// AttentionHeadArgs: each chunk's dimensions in passes of SB slices (2 Q SB accumulators) and
+// one shorter pass; the first pass fetches the groups ahead (later ones find them in L1, L2).
 template <int Q>
-inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, bool prefetch) {
+inline void int8_values(const AttentionHeadArgs& a, const float* w, const float* chunk_max,
+                        int chunks, float* out, bool prefetch) {
     constexpr int SB = Q == 1 ? 8 : Q == 2 ? 4 : 2;
     alignas(64) uint8_t hi[Q * kInt8ValueChunk], lo[Q * kInt8ValueChunk];
     float unit[Q];
@@ -2250,8 +2272,9 @@ inline void int8_values(const AttentionHeadArgs& a, const float* w, float* out, 
         const int n = min_int(kInt8ValueChunk, a.n_keys - c0);
 #pragma GCC unroll 4
         for (int i = 0; i < Q; ++i) {
-            unit[i] = int8_weights(w + i * n_keys + c0, n, hi + i * kInt8ValueChunk,
-                                   lo + i * kInt8ValueChunk);
+            unit[i] =
+                int8_weights(w + i * n_keys + c0, n, chunk_max[i * chunks + c0 / kInt8ValueChunk],
+                             hi + i * kInt8ValueChunk, lo + i * kInt8ValueChunk);
         }
         int d0 = 0;
         for (; d0 + 16 * SB <= a.head_dim; d0 += 16 * SB)
@@ -2285,21 +2308,24 @@ inline void query_chunk(const AttentionHeadArgs& a, int i0, bool prefetch) {
         score_pass<T, Q>(a, q, s, prefetch);
     }
     // I8: the scores carry the keys' scales already; the values' scales follow the softmax in
-    // its last pass (see AttentionHeadArgs).
-#pragma GCC unroll 16
-    for (int i = 0; i < Q; ++i) {
-        if constexpr (T == KvType::I8) {
-            softmax_impl<true>(s + i * n, a.n_keys, a.v_scale);
-        } else {
-            softmax(s + i * n, a.n_keys);
-        }
-    }
+    // its last pass (see AttentionHeadArgs), which also finds each chunk's largest weight.
     if constexpr (T == KvType::I8) {
-        int8_values<Q>(a, s, a.out + i0 * hd, prefetch);
-    } else if (a.head_dim <= 64) {
-        value_passes<T, Q, 4>(a, s, a.out + i0 * hd, prefetch);
+        const int chunks = (a.n_keys + kInt8ValueChunk - 1) / kInt8ValueChunk;
+        float on_stack[Q * 64];
+        std::vector<float> on_heap(chunks > 64 ? static_cast<size_t>(Q) * chunks : 0);
+        float* chunk_max = on_heap.empty() ? on_stack : on_heap.data();
+#pragma GCC unroll 4
+        for (int i = 0; i < Q; ++i)
+            softmax_impl<true>(s + i * n, a.n_keys, a.v_scale, chunk_max + i * chunks);
+        int8_values<Q>(a, s, chunk_max, chunks, a.out + i0 * hd, prefetch);
     } else {
-        value_passes<T, Q, 2>(a, s, a.out + i0 * hd, prefetch);
+#pragma GCC unroll 16
+        for (int i = 0; i < Q; ++i) softmax(s + i * n, a.n_keys);
+        if (a.head_dim <= 64) {
+            value_passes<T, Q, 4>(a, s, a.out + i0 * hd, prefetch);
+        } else {
+            value_passes<T, Q, 2>(a, s, a.out + i0 * hd, prefetch);
+        }
     }
 }
 
@@ -2382,6 +2408,26 @@ void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
     for (; i < n; ++i) o[i] = type == KvType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
 }
 
+// The values' bytes go to byte pos % 4 of each dimension's lane, sixteen dimensions a masked
+// store: a byte at a time took 2% of a 64-sequence step.
+void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plane, float* scale) {
+    alignas(64) int8_t on_stack[512];
+    std::vector<int8_t> on_heap(head_dim > 512 ? head_dim : 0);
+    int8_t* row = on_heap.empty() ? on_stack : on_heap.data();
+    int32_t sum = 0;
+    *scale = 1.f / quantize_row_i8(x, head_dim, head_dim, row, &sum);
+    if (key) return store_int8_key(row, head_dim, pos, plane);
+    int8_t* group = plane + int8_value_offset(pos - pos % kInt8ValueGroup, 0, head_dim);
+    const int shift = pos % kInt8ValueGroup;
+    const __mmask64 lane_byte = 0x1111111111111111ull << shift;
+    for (int d = 0; d < head_dim; d += 16) {
+        const __m512i values =
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask16(head_dim - d), row + d));
+        _mm512_mask_storeu_epi8(group + 4 * d, lane_byte & mask64(4 * (head_dim - d)),
+                                _mm512_sllv_epi32(values, _mm512_set1_epi32(8 * shift)));
+    }
+}
+
 }  // namespace
 
 #define BITNET_KERNEL_ENTRIES                                                       \
@@ -2392,7 +2438,7 @@ void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
     .dense_groups_gemm = dense_groups_gemm, .rms_norm = rms_norm,                   \
     .rms_norm_quantize_i8 = rms_norm_quantize_i8, .rope = rope, .softmax = softmax, \
     .relu2_mul = relu2_mul, .silu_mul = silu_mul, .attention_head = attention_head, \
-    .store_kv_row = store_kv_row
+    .store_kv_row = store_kv_row, .store_int8_kv = store_int8_kv
 
 #if BITNET_VNNI
 const KernelTable* avx512vnni_kernels() {

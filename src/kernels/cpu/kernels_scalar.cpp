@@ -300,6 +300,19 @@ void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
     }
 }
 
+void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plane, float* scale) {
+    int8_t on_stack[512];
+    std::vector<int8_t> on_heap(head_dim > 512 ? head_dim : 0);
+    int8_t* row = on_heap.empty() ? on_stack : on_heap.data();
+    int32_t sum = 0;
+    *scale = 1.f / quantize_row_i8(x, head_dim, head_dim, row, &sum);
+    if (key) {
+        store_int8_key(row, head_dim, pos, plane);
+    } else {
+        store_int8_value(row, head_dim, pos, plane);
+    }
+}
+
 }  // namespace
 
 void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q,
@@ -356,6 +369,7 @@ const KernelTable& scalar_kernels() {
         .silu_mul = silu_mul,
         .attention_head = attention_head,
         .store_kv_row = store_kv_row,
+        .store_int8_kv = store_int8_kv,
     };
     return table;
 }
