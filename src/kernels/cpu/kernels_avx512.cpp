@@ -198,8 +198,14 @@ __attribute__((always_inline)) inline float quantize_values(int n, int n_pad, in
                                 _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d)));
         const __m512i bytes =
             _mm512_packs_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d));
-        _mm512_mask_storeu_epi8(q + i, mask64(min_int(n_pad, i + 64) - i),
-                                _mm512_permutexvar_epi32(order, bytes));
+        const __m512i ordered = _mm512_permutexvar_epi32(order, bytes);
+        // Whole 64 bytes where q has room: loads of a few bytes right after (the attention's
+        // query quads, a cache row's quads) are forwarded from a plain store, not a masked one.
+        if (i + 64 <= n_pad) {
+            _mm512_storeu_si512(q + i, ordered);
+        } else {
+            _mm512_mask_storeu_epi8(q + i, mask64(n_pad - i), ordered);
+        }
         i += 64;
     }
     if (n_pad > i) memset(q + i, 0, static_cast<size_t>(n_pad - i));
@@ -2055,10 +2061,10 @@ inline void prefetch_plane_bytes(const void* plane, size_t from, size_t n, size_
 inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
     const int hd = a.head_dim, quads = int8_key_dims(hd) / 4;
     alignas(64) int8_t on_stack[512];
-    std::vector<int8_t> on_heap(hd > 512 ? 4 * quads : 0);
+    std::vector<int8_t> on_heap(hd > 512 ? (hd + 63) & ~63 : 0);
     int8_t* q8 = on_heap.empty() ? on_stack : on_heap.data();
     int32_t q_sum = 0;
-    const float qd = a.scale / quantize_row_i8(q, hd, 4 * quads, q8, &q_sum);
+    const float qd = a.scale / quantize_row_i8(q, hd, (hd + 63) & ~63, q8, &q_sum);
     const size_t tile_bytes = int8_key_tile_bytes(hd);
     const size_t used = int8_plane_bytes(a.n_keys, hd);
     const int8_t* const k = static_cast<const int8_t*>(a.k);
@@ -2412,17 +2418,18 @@ void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
 // store: a byte at a time took 2% of a 64-sequence step.
 void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plane, float* scale) {
     alignas(64) int8_t on_stack[512];
-    std::vector<int8_t> on_heap(head_dim > 512 ? head_dim : 0);
+    const int padded = (head_dim + 63) & ~63;  // whole stores (see quantize_values)
+    std::vector<int8_t> on_heap(head_dim > 512 ? padded : 0);
     int8_t* row = on_heap.empty() ? on_stack : on_heap.data();
     int32_t sum = 0;
-    *scale = 1.f / quantize_row_i8(x, head_dim, head_dim, row, &sum);
+    *scale = 1.f / quantize_row_i8(x, head_dim, padded, row, &sum);
     if (key) return store_int8_key(row, head_dim, pos, plane);
     int8_t* group = plane + int8_value_offset(pos - pos % kInt8ValueGroup, 0, head_dim);
     const int shift = pos % kInt8ValueGroup;
     const __mmask64 lane_byte = 0x1111111111111111ull << shift;
     for (int d = 0; d < head_dim; d += 16) {
         const __m512i values =
-            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask16(head_dim - d), row + d));
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + d)));
         _mm512_mask_storeu_epi8(group + 4 * d, lane_byte & mask64(4 * (head_dim - d)),
                                 _mm512_sllv_epi32(values, _mm512_set1_epi32(8 * shift)));
     }
