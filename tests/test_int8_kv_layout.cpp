@@ -120,47 +120,56 @@ TEST(Int8KvLayout, EveryLevelStoresAsTheScalarLevel) {
     }
 }
 
-// The cache quantises each head's row and places it in its plane; the scales follow.
+// The cache quantises each head's row and places it in its plane, with any level's kernels; the
+// scales follow, and a key's padding dimensions are zero.
 TEST(Int8KvLayout, CacheStoresRowsInTiles) {
-    ModelConfig c;
-    c.num_layers = 2;
-    c.num_kv_heads = 3;
-    c.head_dim = 20;
-    const int capacity = 21;
-    KVCache cache(c, capacity, KvType::I8);
-    const KernelTable& k = scalar_kernels();
-    std::mt19937 rng(3);
-    std::uniform_real_distribution<float> u(-2.f, 2.f);
-    const size_t n = static_cast<size_t>(c.num_kv_heads) * c.head_dim;
-    for (int pos : {0, 5, 16, 20}) {
-        std::vector<float> kf(n), vf(n);
-        for (float& x : kf) x = u(rng);
-        for (float& x : vf) x = u(rng);
-        cache.store(k, 1, pos, kf.data(), vf.data());
-        for (int h = 0; h < c.num_kv_heads; ++h) {
-            for (int which = 0; which < 2; ++which) {
-                const float* src = (which == 0 ? kf.data() : vf.data()) + h * c.head_dim;
-                std::vector<int8_t> row(static_cast<size_t>(c.head_dim));
-                float scale = 0.f;
-                k.store_kv_row(src, c.head_dim, KvType::I8, row.data(), &scale);
-                const int8_t* plane =
-                    static_cast<const int8_t*>(which == 0 ? cache.keys(1, h) : cache.values(1, h));
-                const float* scales =
-                    which == 0 ? cache.key_scales(1, h) : cache.value_scales(1, h);
-                EXPECT_EQ(scales[pos], scale) << "pos=" << pos << " head=" << h;
-                for (int d = 0; d < c.head_dim; ++d) {
-                    const size_t at = which == 0 ? int8_key_offset(pos, d, c.head_dim)
-                                                 : int8_value_offset(pos, d, c.head_dim);
-                    ASSERT_EQ(plane[at], row[d])
-                        << "pos=" << pos << " head=" << h << " which=" << which << " d=" << d;
+    for (Isa isa : supported_isas()) {
+        const KernelTable& k = kernels(isa);
+        for (int head_dim : {20, 30}) {
+            ModelConfig c;
+            c.num_layers = 2;
+            c.num_kv_heads = 3;
+            c.head_dim = head_dim;
+            const int capacity = 21;
+            KVCache cache(c, capacity, KvType::I8);
+            std::mt19937 rng(3);
+            std::uniform_real_distribution<float> u(-2.f, 2.f);
+            const size_t n = static_cast<size_t>(c.num_kv_heads) * head_dim;
+            for (int pos : {0, 5, 16, 20}) {
+                std::vector<float> kf(n), vf(n);
+                for (float& x : kf) x = u(rng);
+                for (float& x : vf) x = u(rng);
+                cache.store(k, 1, pos, kf.data(), vf.data());
+                for (int h = 0; h < c.num_kv_heads; ++h) {
+                    for (int which = 0; which < 2; ++which) {
+                        const float* src = (which == 0 ? kf.data() : vf.data()) + h * head_dim;
+                        std::vector<int8_t> row(static_cast<size_t>(head_dim));
+                        float scale = 0.f;
+                        scalar_kernels().store_kv_row(src, head_dim, KvType::I8, row.data(),
+                                                      &scale);
+                        const int8_t* plane = static_cast<const int8_t*>(
+                            which == 0 ? cache.keys(1, h) : cache.values(1, h));
+                        const float* scales =
+                            which == 0 ? cache.key_scales(1, h) : cache.value_scales(1, h);
+                        EXPECT_EQ(scales[pos], scale) << k.name << " pos=" << pos << " head=" << h;
+                        const int dims = which == 0 ? int8_key_dims(head_dim) : head_dim;
+                        for (int d = 0; d < dims; ++d) {
+                            const size_t at = which == 0 ? int8_key_offset(pos, d, head_dim)
+                                                         : int8_value_offset(pos, d, head_dim);
+                            ASSERT_EQ(plane[at], d < head_dim ? row[d] : int8_t{0})
+                                << k.name << " head_dim=" << head_dim << " pos=" << pos
+                                << " head=" << h << " which=" << which << " d=" << d;
+                        }
+                    }
                 }
             }
+            EXPECT_EQ(cache.head_bytes(capacity), int8_plane_bytes(capacity, head_dim));
+            // Per position: keys padded to whole quads, values, and a scale each.
+            EXPECT_EQ(cache.position_bytes(),
+                      static_cast<size_t>(c.num_layers * c.num_kv_heads) *
+                          (int8_key_dims(head_dim) + head_dim + 2 * sizeof(float)));
         }
     }
-    EXPECT_EQ(cache.head_bytes(capacity), int8_plane_bytes(capacity, c.head_dim));
-    // Per position: keys padded to whole quads, values, and a scale each.
-    EXPECT_EQ(cache.position_bytes(),
-              static_cast<size_t>(c.num_layers * c.num_kv_heads) * (20 + 20 + 2 * sizeof(float)));
 }
 
 }  // namespace

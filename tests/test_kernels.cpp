@@ -432,6 +432,21 @@ TEST_P(KernelTest, QuantizeRandom) {
     }
 }
 
+// Padding that ends inside the last 64 values, or covers more than them: the tail's store is
+// cut at n_pad, and bytes past it stay as they were (check_quantize's guard).
+TEST_P(KernelTest, QuantizePaddingThatEndsAnywhere) {
+    for (auto [n, pad] : std::vector<std::pair<int, int>>{{1, 1},
+                                                          {5, 8},
+                                                          {10, 20},
+                                                          {1, 63},
+                                                          {32, 64},
+                                                          {64, 65},
+                                                          {70, 100},
+                                                          {130, 150},
+                                                          {30, 200}})
+        check_quantize(k(), random_floats(n, 9u + n, -2.f, 2.f), pad, "padding");
+}
+
 TEST_P(KernelTest, QuantizeRoundingTies) {
     for (int n : {1, 3, 17, 63, 64, 255, 256, 257, 500}) {
         // With max|x| = 127 the scale is exactly 1, so j + 0.5 are exact ties.
@@ -1016,6 +1031,43 @@ void check_grouped_attention(const KernelTable& k, KvType type, int head_dim, in
                 << "type=" << static_cast<int>(type) << " head_dim=" << head_dim
                 << " n_keys=" << n_keys << " n_queries=" << n_queries << " query " << i
                 << " d=" << d << ": " << out[i * hd + d] << " vs " << one_out[d];
+        }
+    }
+}
+
+// The int8 cache's tiles at head widths that are not whole quads or whole slices (29-31: the
+// 32-dimension scores read one padding quad), and at tile and group tails.
+TEST(AttentionInt8Cache, HeadsOfAnyWidthAndTileTails) {
+    for (Isa isa : supported_isas()) {
+        SCOPED_TRACE(isa_name(isa));
+        for (int head_dim : {3, 5, 29, 30, 31, 33, 130}) {
+            for (int n_keys : {1, 4, 15, 16, 17, 33, 257})
+                check_attention(kernels(isa), KvType::I8, head_dim, n_keys,
+                                300u + head_dim + n_keys);
+        }
+    }
+}
+
+// More chunks of weights than the chunks' maxima keep on the stack (64 x 256 keys).
+TEST(AttentionInt8Cache, ManyChunks) {
+    for (Isa isa : supported_isas()) {
+        SCOPED_TRACE(isa_name(isa));
+        check_attention(kernels(isa), KvType::I8, 16, 16700, 77u, 1);
+        check_grouped_attention(kernels(isa), KvType::I8, 16, 16700, 3, 78u);
+    }
+}
+
+// Groups of three queries and more than four (passes of four, then the rest) over an int8
+// cache, whose value sums take fewer slices a pass the more queries share it.
+TEST(AttentionInt8Cache, GroupsOfEverySize) {
+    for (Isa isa : supported_isas()) {
+        SCOPED_TRACE(isa_name(isa));
+        for (int head_dim : {16, 30, 64, 72, 128, 200}) {
+            for (int n_keys : {1, 5, 31, 257}) {
+                for (int n_queries : {3, 5, 6, 7})
+                    check_grouped_attention(kernels(isa), KvType::I8, head_dim, n_keys, n_queries,
+                                            500u + n_queries);
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ class KVCache {
     size_t head_bytes(int n) const noexcept;
 
     // Stores one position's keys and values of a layer: n_kv_heads x head_dim floats each,
-    // converted by the kernels' store_kv_row.
+    // converted by the kernels' store_kv_row (I8: store_int8_kv, into the planes' tiles).
     void store(const cpu::KernelTable& kernels, int layer, int pos, const float* k, const float* v);
     // Position 0 of a layer's keys / values of one KV head, for cpu::AttentionHeadArgs.
     const void* keys(int layer, int kv_head) const noexcept { return base(layer, 0, kv_head); }

@@ -59,4 +59,9 @@ BITNET_KERNEL_INLINE static constexpr size_t int8_plane_bytes(int positions, int
 void store_int8_key(const int8_t* row, int head_dim, int p, int8_t* plane);
 void store_int8_value(const int8_t* row, int head_dim, int p, int8_t* plane);
 
+// KernelTable::store_int8_kv for levels without a store of their own: x quantised by
+// `quantize` (the level's quantize_row_i8), then placed by store_int8_key or store_int8_value.
+void store_int8_row(float (*quantize)(const float*, int, int, int8_t*, int32_t*), const float* x,
+                    int head_dim, int pos, bool key, int8_t* plane, float* scale);
+
 }  // namespace bitnet::cpu

@@ -301,16 +301,7 @@ void store_kv_row(const float* x, int n, KvType type, void* out, float* scale) {
 }
 
 void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plane, float* scale) {
-    int8_t on_stack[512];
-    std::vector<int8_t> on_heap(head_dim > 512 ? head_dim : 0);
-    int8_t* row = on_heap.empty() ? on_stack : on_heap.data();
-    int32_t sum = 0;
-    *scale = 1.f / quantize_row_i8(x, head_dim, head_dim, row, &sum);
-    if (key) {
-        store_int8_key(row, head_dim, pos, plane);
-    } else {
-        store_int8_value(row, head_dim, pos, plane);
-    }
+    store_int8_row(quantize_row_i8, x, head_dim, pos, key, plane, scale);
 }
 
 }  // namespace
