@@ -286,7 +286,6 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
         type == KvType::I8 ? int8_plane_bytes(n_keys, head_dim) : plane * elem;
     AlignedBuffer<uint8_t> stored(plane_bytes * 2 * planes);
     std::vector<float> row_scales(rows);
-    std::vector<int8_t> row(static_cast<size_t>(head_dim));
     for (size_t r = 0; r < rows; ++r) {
         const size_t which = r / n_keys;  // plane: 2 x head + (keys 0, values 1)
         const int p = static_cast<int>(r % n_keys);
@@ -296,13 +295,8 @@ void bench_attention(benchmark::State& state, Isa isa, KvType type, int head_dim
                            row_scales.data() + r);
             continue;
         }
-        k.store_kv_row(kv.data() + r * head_dim, head_dim, type, row.data(), row_scales.data() + r);
-        int8_t* bytes = reinterpret_cast<int8_t*>(dst);
-        if (which % 2 == 0) {
-            store_int8_key(row.data(), head_dim, p, bytes);
-        } else {
-            store_int8_value(row.data(), head_dim, p, bytes);
-        }
+        k.store_int8_kv(kv.data() + r * head_dim, head_dim, p, which % 2 == 0,
+                        reinterpret_cast<int8_t*>(dst), row_scales.data() + r);
     }
     const char* base = reinterpret_cast<const char*>(stored.data());
     AttentionHeadArgs a;

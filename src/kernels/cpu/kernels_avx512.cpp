@@ -2060,11 +2060,12 @@ inline void prefetch_plane_bytes(const void* plane, size_t from, size_t n, size_
 // 2 x 127 x 128) and int32 lanes. The sums are exact, so the bits are the scalar level's.
 inline void int8_scores(const AttentionHeadArgs& a, const float* q, float* s, bool prefetch) {
     const int hd = a.head_dim, quads = int8_key_dims(hd) / 4;
+    const int padded = (hd + 63) & ~63;  // whole stores (see quantize_values)
     alignas(64) int8_t on_stack[512];
-    std::vector<int8_t> on_heap(hd > 512 ? (hd + 63) & ~63 : 0);
+    std::vector<int8_t> on_heap(hd > 512 ? padded : 0);
     int8_t* q8 = on_heap.empty() ? on_stack : on_heap.data();
     int32_t q_sum = 0;
-    const float qd = a.scale / quantize_row_i8(q, hd, (hd + 63) & ~63, q8, &q_sum);
+    const float qd = a.scale / quantize_row_i8(q, hd, padded, q8, &q_sum);
     const size_t tile_bytes = int8_key_tile_bytes(hd);
     const size_t used = int8_plane_bytes(a.n_keys, hd);
     const int8_t* const k = static_cast<const int8_t*>(a.k);
