@@ -441,8 +441,13 @@ void register_all() {
         if (isa == Isa::AVX512VNNI)
             benchmark::RegisterBenchmark("vpdpbusd_peak/avx512vnni", bench_int8_peak);
         for (const Shape& s : shapes) {
-            for (int m : {1, 8, 128}) {
+            for (int m : {1, 8, 16, 32, 128, 1024}) {
                 if (std::string(s.name) == "dram" && (m > 8 || isa == Isa::Scalar)) continue;
+                // Where AMX tiles take over from VNNI (16 rows), and a long prompt's
+                // activations, past L2.
+                if ((m == 16 || m == 32 || m > 128) &&
+                    (isa < Isa::AVX512VNNI || std::string(s.name) == "qkv"))
+                    continue;
                 if (std::string(s.name) == "l2" && m > 1) continue;
                 // The scalar reference would take seconds per prefill call; its GEMV is the
                 // baseline.

@@ -337,12 +337,29 @@ TEST_P(KernelTest, TernaryGemmEveryBatchSize) {
 }
 
 // Matrices past 1 MiB take the paths that prefetch weights from memory (the GEMV and few-row
-// tiles, and the panels of many-row products); prefetching must not change a result.
+// tiles, and the panels of many-row products; 40 rows take AMX tiles where the CPU has them);
+// prefetching must not change a result.
 TEST_P(KernelTest, TernaryGemmLargeMatrices) {
     for (const Storage layout : kLayouts) {
-        for (int batch : {1, 3, 13}) {
+        for (int batch : {1, 3, 13, 40}) {
+            if (batch == 40 && layout.layout == TernaryLayout::Bits2 && !layout.tiled) continue;
             const TernaryProblem p(1903, 2600, batch, 900u + batch, layout);
             check_ternary(k(), p, 5, p.rows);
+        }
+    }
+}
+
+// A long prompt's activations go through the GEMMs in blocks that fit L2 (at most 4 MB, here
+// 4.2 MB of rows and more), each block over every matrix row: blocks whose ends fall inside the
+// AMX kernel's groups of 32 rows and the AVX tiles' groups, in either layout.
+TEST_P(KernelTest, TernaryGemmActivationsInBlocks) {
+    EXPECT_GE(activation_block_bytes(), size_t{128} << 10);
+    EXPECT_LE(activation_block_bytes(), size_t{4} << 20);
+    for (const Storage layout : {kLayouts[0], kLayouts[3]}) {
+        for (int batch : {700, 733}) {
+            const TernaryProblem p(21, 6000, batch, 6100u + batch, layout);
+            ASSERT_GT(static_cast<size_t>(p.stride) * batch, size_t{4} << 20);
+            check_ternary(k(), p, 2, 21);
         }
     }
 }

@@ -80,6 +80,8 @@ inline CpuKernelLevel level_of(cpu::Isa isa) {
             return CpuKernelLevel::AVX512;
         case cpu::Isa::AVX512VNNI:
             return CpuKernelLevel::AVX512VNNI;
+        case cpu::Isa::AMX:
+            return CpuKernelLevel::AMX;
     }
     return CpuKernelLevel::Scalar;
 }

@@ -7,6 +7,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace bitnet {
 namespace {
@@ -16,6 +20,18 @@ unsigned long long read_xcr0() {
     unsigned int eax = 0, edx = 0;
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
     return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+// Linux (5.16 on) faults a process's first tile instruction unless it asked for the tile state
+// first (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); the grant covers every thread.
+bool amx_permitted() {
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
 }
 
 CpuFeatures detect() {
@@ -39,6 +55,9 @@ CpuFeatures detect() {
     f.avx512_vnni = f.avx512 && (ecx & (1u << 11));
     unsigned int a1, b1, c1, d1;
     if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) f.avx512_bf16 = f.avx512 && (a1 & (1u << 5));
+    const bool amx_tile = edx & (1u << 24), amx_int8 = edx & (1u << 25);
+    const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
+    f.amx_int8 = f.avx512_vnni && amx_tile && amx_int8 && tile_state && amx_permitted();
     return f;
 }
 #else

@@ -8,6 +8,9 @@ struct CpuFeatures {
     bool avx512 = false;  // F + BW + DQ + VL, and the OS saves the ZMM state
     bool avx512_vnni = false;
     bool avx512_bf16 = false;
+    // AMX tiles with int8 products, and the OS lets this process use them (Linux grants the
+    // 8 KB of tile state per process on request; detection makes that request).
+    bool amx_int8 = false;
 };
 
 const CpuFeatures& cpu_features();

@@ -38,6 +38,8 @@ cpu::Isa isa_for(CpuKernelLevel level) {
             return cpu::Isa::AVX512;
         case CpuKernelLevel::AVX512VNNI:
             return cpu::Isa::AVX512VNNI;
+        case CpuKernelLevel::AMX:
+            return cpu::Isa::AMX;
     }
     return cpu::Isa::Scalar;
 }

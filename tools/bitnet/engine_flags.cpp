@@ -8,8 +8,9 @@ namespace bitnet::cli {
 void EngineFlags::add_to(CLI::App& app) {
     app.add_option("-t,--threads", threads, "worker threads (0: every available core)")
         ->check(CLI::NonNegativeNumber);
-    app.add_option("--kernel", kernel, "CPU kernel level: auto, scalar, avx2, avx512, avx512vnni")
-        ->check(CLI::IsMember({"auto", "scalar", "avx2", "avx512", "avx512vnni"}));
+    app.add_option("--kernel", kernel,
+                   "CPU kernel level: auto, scalar, avx2, avx512, avx512vnni, amx")
+        ->check(CLI::IsMember({"auto", "scalar", "avx2", "avx512", "avx512vnni", "amx"}));
     app.add_option("--kv-cache", kv_cache,
                    "KV cache precision: f32 (exact), f16, bf16, i8 (int8 rows, a scale each)")
         ->check(CLI::IsMember({"f32", "f16", "bf16", "i8"}));
@@ -42,6 +43,9 @@ EngineOptions EngineFlags::to_options() const {
                 break;
             case cpu::Isa::AVX512VNNI:
                 o.kernel_level = CpuKernelLevel::AVX512VNNI;
+                break;
+            case cpu::Isa::AMX:
+                o.kernel_level = CpuKernelLevel::AMX;
                 break;
         }
     }

@@ -1,5 +1,7 @@
 // Chooses the kernel level at run time: the best the CPU supports, or the one BITNET_CPU_ISA
 // names (so tests and benchmarks can run each level on one machine).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -20,6 +22,8 @@ const char* isa_name(Isa isa) {
             return "avx512";
         case Isa::AVX512VNNI:
             return "avx512vnni";
+        case Isa::AMX:
+            return "amx";
     }
     return "unknown";
 }
@@ -31,8 +35,9 @@ Isa parse_isa(const std::string& name) {
     for (int i = 0; i < kIsaCount; ++i) {
         if (lower == isa_name(static_cast<Isa>(i))) return static_cast<Isa>(i);
     }
-    throw Error(ErrorCode::InvalidArgument, "unknown CPU kernel level '" + name +
-                                                "' (expected scalar, avx2, avx512 or avx512vnni)");
+    throw Error(ErrorCode::InvalidArgument,
+                "unknown CPU kernel level '" + name +
+                    "' (expected scalar, avx2, avx512, avx512vnni or amx)");
 }
 
 #if !BITNET_HAVE_X86_KERNELS
@@ -47,6 +52,12 @@ const KernelTable* avx512vnni_kernels() {
     return nullptr;
 }
 #endif
+#if !BITNET_HAVE_AMX_KERNELS
+// Compilers without AMX intrinsics (and other CPUs) build no AMX object.
+const KernelTable* amx_kernels() {
+    return nullptr;
+}
+#endif
 
 static const KernelTable* built_table(Isa isa) {
     switch (isa) {
@@ -58,6 +69,8 @@ static const KernelTable* built_table(Isa isa) {
             return avx512_kernels();
         case Isa::AVX512VNNI:
             return avx512vnni_kernels();
+        case Isa::AMX:
+            return amx_kernels();
     }
     return nullptr;
 }
@@ -74,6 +87,8 @@ bool isa_supported(Isa isa) {
             return f.avx512;
         case Isa::AVX512VNNI:
             return f.avx512_vnni;
+        case Isa::AMX:
+            return f.amx_int8;
     }
     return false;
 }
@@ -96,6 +111,18 @@ Isa select_isa() {
         return isa;
     }
     return supported_isas().back();
+}
+
+size_t activation_block_bytes() {
+    static const size_t bytes = [] {
+        long l2 = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        const size_t half = l2 > 0 ? static_cast<size_t>(l2) / 2 : size_t{512} << 10;
+        return std::clamp(half, size_t{128} << 10, size_t{4} << 20);
+    }();
+    return bytes;
 }
 
 const KernelTable& kernels(Isa isa) {

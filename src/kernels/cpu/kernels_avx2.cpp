@@ -353,21 +353,25 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     // The first activation tile of each row tile prefetches a matrix from memory; the others
     // find its weights in L1.
     const bool prefetch = static_cast<size_t>(w.rows) * w.row_bytes() >= kPrefetchMinBytes;
-    auto tile = [&](auto rt, auto mt, int r, int m) {
-        constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
-        const bool first = prefetch && m == 0;
-        if (trits5) {
-            if (first) return ternary5_tile<R, C, true>(w, r, x, m, y, ldy);
-            return ternary5_tile<R, C>(w, r, x, m, y, ldy);
-        }
-        if (first) return ternary_tile<R, C, true>(w, r, x, m, y, ldy);
-        return ternary_tile<R, C>(w, r, x, m, y, ldy);
+    // Activation rows xa into outputs ya, the matrix rows outermost.
+    auto product = [&](auto rows_a_pass, const QuantizedActivations& xa, float* ya) {
+        auto tile = [&](auto rt, auto mt, int r, int m) {
+            constexpr int R = decltype(rt)::value, C = decltype(mt)::value;
+            const bool first = prefetch && m == 0;
+            if (trits5) {
+                if (first) return ternary5_tile<R, C, true>(w, r, xa, m, ya, ldy);
+                return ternary5_tile<R, C>(w, r, xa, m, ya, ldy);
+            }
+            if (first) return ternary_tile<R, C, true>(w, r, xa, m, ya, ldy);
+            return ternary_tile<R, C>(w, r, xa, m, ya, ldy);
+        };
+        constexpr int kRows = decltype(rows_a_pass)::value == 1 ? kTernaryGemvRows : kTernaryRows;
+        for_tiles<kRows, decltype(rows_a_pass)::value>(r_begin, r_end, xa.rows, tile, w.tiled);
     };
-    if (x.rows == 1) {
-        for_tiles<kTernaryGemvRows, 1>(r_begin, r_end, 1, tile, w.tiled);
-    } else {
-        for_tiles<kTernaryRows, kTernaryCols>(r_begin, r_end, x.rows, tile, w.tiled);
-    }
+    if (x.rows == 1) return product(Int<1>{}, x, y);
+    for_activation_blocks(x, y, ldy, kTernaryCols, [&](const QuantizedActivations& b, float* yb) {
+        product(Int<kTernaryCols>{}, b, yb);
+    });
 }
 
 // ---- dense GEMM (lm_head) -------------------------------------------------------------------
