@@ -126,17 +126,12 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
     const int ksteps = round_up(w.cols, 64) / 64;
     const size_t panel_row = static_cast<size_t>(ksteps) * kTileBytes;
     const size_t tile_bytes = kTileRows * kTileBytes;
-    const int groups = (x.rows + 2 * kTileRows - 1) / (2 * kTileRows) * 2;  // of 16, even
+    const int groups = (x.rows + kTileRows - 1) / kTileRows;  // of sixteen activation rows
     thread_local AmxScratch scratch;
     if (!AmxScratch::grow(scratch.codes, scratch.codes_bytes, 2 * kTileRows * panel_row) ||
         !AmxScratch::grow(scratch.acts, scratch.acts_bytes,
                           static_cast<size_t>(groups) * ksteps * tile_bytes)) {
         return false;
-    }
-    // An odd count of groups leaves the last pair's second group zero.
-    if (((x.rows + kTileRows - 1) / kTileRows) % 2 != 0) {
-        memset(scratch.acts + static_cast<size_t>(groups - 1) * ksteps * tile_bytes, 0,
-               ksteps * tile_bytes);
     }
     tile_activations(x, ksteps, scratch.acts);
     int8_t* const codes0 = scratch.codes;
@@ -163,22 +158,37 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
         if (rows1 > 0) unpack_panel(w, r + kTileRows, rows1, ksteps, codes1);
         for (int j = 0; j < groups; j += 2) {
             const int8_t* b0 = scratch.acts + static_cast<size_t>(j) * ksteps * tile_bytes;
-            const int8_t* b1 = b0 + static_cast<size_t>(ksteps) * tile_bytes;
+            const int8_t* b1 = b0 + static_cast<size_t>(ksteps) * tile_bytes;  // if j + 1 < groups
             _tile_zero(0);
             _tile_zero(1);
             _tile_zero(2);
             _tile_zero(3);
-            for (int t = 0; t < ksteps; ++t) {
+            auto fetch_next_panel = [&] {
                 for (int line = 0; line < 8 && next < next_end; ++line, next += 64)
                     _mm_prefetch(reinterpret_cast<const char*>(w.data + next), _MM_HINT_T1);
-                _tile_loadd(4, codes0 + t * kTileBytes, panel_row);
-                _tile_loadd(5, codes1 + t * kTileBytes, panel_row);
-                _tile_loadd(6, b0 + t * tile_bytes, kTileBytes);
-                _tile_loadd(7, b1 + t * tile_bytes, kTileBytes);
-                _tile_dpbusd(0, 4, 6);
-                _tile_dpbusd(1, 4, 7);
-                _tile_dpbusd(2, 5, 6);
-                _tile_dpbusd(3, 5, 7);
+            };
+            if (j + 1 < groups) {
+                for (int t = 0; t < ksteps; ++t) {
+                    fetch_next_panel();
+                    _tile_loadd(4, codes0 + t * kTileBytes, panel_row);
+                    _tile_loadd(5, codes1 + t * kTileBytes, panel_row);
+                    _tile_loadd(6, b0 + t * tile_bytes, kTileBytes);
+                    _tile_loadd(7, b1 + t * tile_bytes, kTileBytes);
+                    _tile_dpbusd(0, 4, 6);
+                    _tile_dpbusd(1, 4, 7);
+                    _tile_dpbusd(2, 5, 6);
+                    _tile_dpbusd(3, 5, 7);
+                }
+            } else {
+                // The last group of an odd count: half the products (C1 and C3 stay zero).
+                for (int t = 0; t < ksteps; ++t) {
+                    fetch_next_panel();
+                    _tile_loadd(4, codes0 + t * kTileBytes, panel_row);
+                    _tile_loadd(5, codes1 + t * kTileBytes, panel_row);
+                    _tile_loadd(6, b0 + t * tile_bytes, kTileBytes);
+                    _tile_dpbusd(0, 4, 6);
+                    _tile_dpbusd(2, 5, 6);
+                }
             }
             _tile_stored(0, c[0], kTileBytes);
             _tile_stored(1, c[1], kTileBytes);
