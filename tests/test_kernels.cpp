@@ -235,6 +235,44 @@ TEST(KernelScalarTest, TernaryGemmMatchesNaiveProduct) {
     }
 }
 
+// Reference numerics: each output is the k-order chain of fused multiply-adds of q_k / s_x and
+// the weight (times alpha inside or after), whatever the row range, group tail or layout.
+TEST(KernelScalarTest, FloatOrderGemmIsTheFusedChainInColumnOrder) {
+    for (const Storage layout : kLayouts) {
+        for (int cols : {1, 63, 257, 767}) {
+            const TernaryProblem p(21, cols, 3, 300u + cols, layout);
+            std::vector<float> s_x(p.batch);
+            for (int m = 0; m < p.batch; ++m) s_x[m] = 0.37f / p.out_scale[m];
+            for (const bool inside : {false, true}) {
+                const float alpha = 0.0421f;
+                const int r_begin = 3, r_end = 20;  // a range that starts and ends inside groups
+                std::vector<float> y(static_cast<size_t>(p.batch) * p.rows, -7.f);
+                ternary_gemm_float_order(p.view(), r_begin, r_end, p.q.data(), p.stride, s_x.data(),
+                                         p.batch, alpha, inside, y.data(), p.rows);
+                for (int m = 0; m < p.batch; ++m) {
+                    for (int r = 0; r < p.rows; ++r) {
+                        float expected = -7.f;
+                        if (r >= r_begin && r < r_end) {
+                            float acc = 0.f;
+                            for (int k = 0; k < cols; ++k) {
+                                const float x =
+                                    static_cast<float>(p.q[static_cast<size_t>(m) * p.stride + k]) /
+                                    s_x[m];
+                                const float w = p.values[static_cast<size_t>(r) * cols + k] *
+                                                (inside ? alpha : 1.f);
+                                acc = std::fma(x, w, acc);
+                            }
+                            expected = inside ? acc : acc * alpha;
+                        }
+                        EXPECT_TRUE(same_bits(y[static_cast<size_t>(m) * p.rows + r], expected))
+                            << p.name() << " cols=" << cols << " m=" << m << " r=" << r
+                            << " alpha inside=" << inside;
+                    }
+                }
+            }
+        }
+    }
+}
 TEST(KernelScalarTest, QuantizeFollowsFormula) {
     const std::vector<float> x = {0.5f, -1.25f, 2.f, -4.f, 0.f, 1.f / 3.f};
     std::vector<int8_t> q(8, 42);
