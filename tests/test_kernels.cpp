@@ -414,6 +414,57 @@ TEST_P(KernelTest, TernaryGemmRowRanges) {
     }
 }
 
+// Where weights_stream_wants_help(), the GEMVs over weights from memory read rows side by side
+// and prefetch: the same bits either way, at every level and whatever this CPU is.
+TEST_P(KernelTest, MemoryGemvsGiveTheSameBitsEitherWay) {
+    const KernelTable& k = kernels(GetParam());
+    struct Restore {
+        ~Restore() { force_weights_stream_help(-1); }
+    } restore;
+    auto expect_same_both_ways = [](const std::string& what, auto&& run) {
+        std::vector<float> out[2];
+        for (const int help : {0, 1}) {
+            force_weights_stream_help(help);
+            out[help] = run();
+        }
+        ASSERT_EQ(out[0].size(), out[1].size());
+        for (size_t i = 0; i < out[0].size(); ++i)
+            ASSERT_TRUE(same_bits(out[0][i], out[1][i])) << what << ", output " << i;
+    };
+    // 1,700 rows of 2,560 columns: over 1 MB in two bits (the prefetching tiles), Trits5 rows of
+    // eight blocks; a range that starts off the groups of eight and ends in a tail.
+    const int rows = 1700, cols = 2560, r_begin = 3, r_end = 1698;
+    for (const Storage layout : kLayouts) {
+        const TernaryProblem p(rows, cols, 1, 41u, layout);
+        expect_same_both_ways(p.name(), [&] {
+            std::vector<float> y(rows, 0.f);
+            k.ternary_gemm(p.view(), r_begin, r_end, p.acts(), y.data(), rows);
+            return y;
+        });
+    }
+    // A bf16 head of 8.7 MB (rows in sequence from memory) and an int8 head.
+    const std::vector<float> x = random_floats(cols, 42u);
+    const std::vector<float> wf = random_floats(static_cast<size_t>(rows) * cols, 43u);
+    std::vector<uint16_t> w16(wf.size());
+    for (size_t i = 0; i < wf.size(); ++i) w16[i] = f32_to_bf16(wf[i]);
+    expect_same_both_ways("bf16 head", [&] {
+        std::vector<float> y(rows, 0.f);
+        k.dense_gemm_bf16(w16.data(), cols, r_begin, r_end, x.data(), 1, cols, y.data(), rows);
+        return y;
+    });
+    std::vector<int8_t> w8(wf.size()), xq(cols);
+    for (size_t i = 0; i < wf.size(); ++i) w8[i] = static_cast<int8_t>(std::lround(wf[i] * 127));
+    for (int i = 0; i < cols; ++i) xq[i] = static_cast<int8_t>(std::lround(x[i] * 127));
+    const std::vector<float> row_scale = random_floats(rows, 44u, 0.001f, 0.01f);
+    const float x_scale = 0.0173f;
+    expect_same_both_ways("int8 head", [&] {
+        std::vector<float> y(rows, 0.f);
+        k.int8_gemm_i8r(w8.data(), row_scale.data(), cols, r_begin, r_end, xq.data(), &x_scale, 1,
+                        cols, y.data(), rows);
+        return y;
+    });
+}
+
 TEST_P(KernelTest, TernaryLayoutsGiveIdenticalResults) {
     // The same weights in both layouts: the int32 dot products, and so y, are bit-identical.
     for (int cols : {300, 2560, 6912}) {

@@ -37,6 +37,8 @@ bool amx_permitted() {
 CpuFeatures detect() {
     CpuFeatures f;
     unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return f;
+    f.intel = ebx == 0x756e6547 && edx == 0x49656e69 && ecx == 0x6c65746e;  // "GenuineIntel"
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return f;
     const bool osxsave = ecx & (1u << 27);
     const bool fma = ecx & (1u << 12);

@@ -11,6 +11,9 @@ struct CpuFeatures {
     // AMX tiles with int8 products, and the OS lets this process use them (Linux grants the
     // 8 KB of tile state per process on request; detection makes that request).
     bool amx_int8 = false;
+    // GenuineIntel: its cores stream weights from memory best with more loads in flight than
+    // their hardware prefetchers give a lone stream (kernels.h, weights_stream_wants_help).
+    bool intel = false;
 };
 
 const CpuFeatures& cpu_features();

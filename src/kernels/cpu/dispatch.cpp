@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 
@@ -123,6 +124,19 @@ size_t activation_block_bytes() {
         return std::clamp(half, size_t{128} << 10, size_t{4} << 20);
     }();
     return bytes;
+}
+
+namespace {
+std::atomic<int> forced_stream_help{-1};
+}  // namespace
+
+bool weights_stream_wants_help() {
+    const int forced = forced_stream_help.load(std::memory_order_relaxed);
+    return forced >= 0 ? forced != 0 : cpu_features().intel;
+}
+
+void force_weights_stream_help(int value) {
+    forced_stream_help.store(value, std::memory_order_relaxed);
 }
 
 const KernelTable& kernels(Isa isa) {

@@ -141,6 +141,17 @@ struct QuantizedActivations {
 // halved the rate (76-83 against 150-160 G multiply-adds/s a core at 1,024 rows against 128).
 size_t activation_block_bytes();
 
+// Whether GEMVs over weights from memory should keep more loads in flight than a lone sequential
+// stream gives (software prefetches for tiled ternary matrices, eight head rows side by side
+// instead of one). On the Emerald Rapids VM a core read a tiled 2B-sized matrix at 7.4 GB/s
+// without prefetches and 9.8-10.4 with them, and a bf16 head at 6.0-6.3 against 11.8-12.2 (a
+// bare read: 12.6); on the Zen 4 the lone streams had measured 5-14% faster. True on Intel CPUs.
+// The results have the same bits either way.
+bool weights_stream_wants_help();
+// Makes weights_stream_wants_help() answer `value` (0 or 1), or the CPU's answer again (-1), so
+// that tests run both paths on any CPU. Not for use while kernels run on other threads.
+void force_weights_stream_help(int value);
+
 // Calls gemm(block, y_block) on consecutive blocks of x's rows of about equal size, each within
 // activation_block_bytes() where rows allow (at least `align` rows a block, and a multiple of
 // it but the last). Every product's sums are exact integers, so the blocks change no bits.

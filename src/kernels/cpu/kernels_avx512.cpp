@@ -544,6 +544,55 @@ inline __m512i ternary5_row(const uint8_t* wr, int n_blocks, int tail_steps, con
 #endif
 }
 
+#if BITNET_VNNI
+// Lane sums of N Trits5 rows from r side by side (ternary5_row's sums, exact: the same dot
+// products), each activation load serving the N rows: the rows' streams keep more loads in
+// flight on cores that want it (weights_stream_wants_help).
+template <int N>
+inline void ternary5_rows(const uint8_t* w, size_t row_bytes, int r, int n_blocks, int tail_steps,
+                          const int8_t* x, __m512i* lanes) {
+    __m512i acc_m[N], acc_next[N];
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) acc_m[i] = acc_next[i] = _mm512_setzero_si512();
+    const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
+    for (int b = 0; b < n_blocks; ++b) {
+        __m512i mv[N];
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) mv[i] = _mm512_loadu_si512(wr + i * row_bytes + b * 64);
+        const int8_t* xb = x + b * kTernary5Block;
+        const int steps = b + 1 < n_blocks ? 5 : tail_steps;
+        // Two groups of rows ahead, N lines a block: a group's steps fetch one group's bytes.
+        const uint8_t* ahead = wr + 2 * N * row_bytes + static_cast<size_t>(b) * N * 64;
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i)
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + i * 64), _MM_HINT_T1);
+#pragma GCC unroll 5
+        for (int s = 0; s < 5; ++s) {
+            if (s >= steps) break;
+            const __m512i xv = _mm512_loadu_si512(xb + s * 64);
+#pragma GCC unroll 8
+            for (int i = 0; i < N; ++i) {
+                const __m512i next = _mm512_add_epi8(mv[i], _mm512_add_epi8(mv[i], mv[i]));
+                acc_m[i] = _mm512_dpbusd_epi32(acc_m[i], mv[i], xv);
+                acc_next[i] = _mm512_dpbusd_epi32(acc_next[i], next, xv);
+                mv[i] = next;
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) {
+        const __m512i three_a = _mm512_add_epi32(acc_m[i], _mm512_add_epi32(acc_m[i], acc_m[i]));
+        lanes[i] = _mm512_srai_epi32(_mm512_sub_epi32(three_a, acc_next[i]), 8);
+    }
+}
+#endif
+
+// y[r, r + 8) = float(dot - row_sum) * scale, the dots from the lane sums of eight rows.
+inline void store_gemv8(const __m512i* lanes, int32_t row_sum, float scale, float* y) {
+    const __m256i d = _mm256_sub_epi32(reduce8_epi32(lanes), _mm256_set1_epi32(row_sum));
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(scale)));
+}
+
 // y[r] = float(dot_r - row_sum) * scale for rows [r_begin, r_end), dot from row_lanes(r);
 // sixteen rows at a time when kSixteen (short rows, whose reductions weigh), else eight.
 template <bool kSixteen = false, typename RowLanes>
@@ -562,8 +611,7 @@ inline void gemv_epilogue_rows(int r_begin, int r_end, RowLanes row_lanes, int32
     for (; r + 8 <= r_end; r += 8) {
         __m512i acc[8];
         for (int i = 0; i < 8; ++i) acc[i] = row_lanes(r + i);
-        const __m256i d = _mm256_sub_epi32(reduce8_epi32(acc), _mm256_set1_epi32(row_sum));
-        _mm256_storeu_ps(y + r, _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(scale)));
+        store_gemv8(acc, row_sum, scale, y + r);
     }
     for (; r < r_end; ++r)
         y[r] = static_cast<float>(_mm512_reduce_add_epi32(row_lanes(r)) - row_sum) * scale;
@@ -723,6 +771,13 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
                     ternary_gemv_short<decltype(steps)::value, true>(w, r_begin, r_end, x, y);
                 });
         }
+        if (weights_stream_wants_help()) {
+            for (; r_begin + 8 <= r_end; r_begin += 8) {
+                __m512i lanes[8];
+                ternary5_rows<8>(w.data, row_bytes, r_begin, n_blocks, tail_steps, x.q, lanes);
+                store_gemv8(lanes, x.row_sum[0], x.out_scale[0], y + r_begin);
+            }
+        }
 #endif
         gemv_epilogue_rows(
             r_begin, r_end,
@@ -730,9 +785,10 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
             x.row_sum[0], x.out_scale[0], y);
     } else {
         const bool from_memory = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
-        // A tiled matrix is one sequential stream, which the hardware prefetchers follow alone
-        // (1.05-1.10x over the row-major tiles' prefetching, 2026-11-27).
-        const bool prefetch = from_memory && !w.tiled;
+        // A tiled matrix is one sequential stream, which Zen 4's hardware prefetchers follow
+        // alone (1.05-1.10x over the row-major tiles' prefetching, 2026-11-27); Intel's cores
+        // want the prefetches (see weights_stream_wants_help).
+        const bool prefetch = from_memory && (!w.tiled || weights_stream_wants_help());
         if (!from_memory && !w.tiled && n_blocks >= 1 && n_blocks <= 2) {
             return with_steps_at_least<2, 4, 6, 8>(
                 (n_blocks - 1) * 4 + tail_steps, [&](auto steps) {
@@ -1044,35 +1100,57 @@ inline void dense_tile(const W& w, int k, int r, const float* x, int m, int ldx,
 constexpr int kShortDenseRow = 512;
 
 // One long-rowed product over a range of rows too large for the caches (a head streamed from
-// memory): rows one after another, each one chain of multiply-adds, so the weights come as one
-// sequential stream that the hardware prefetchers follow alone; four rows side by side with
-// prefetching read 7-14% slower (an f16 2B head, one process, 2026-11-27). In cache the lone
-// chain waits on its multiply-adds (a 21 MB head ran 35% slower), so smaller ranges keep the
-// tiles. Each row's chain, grouping and reduction are the ones dense_tile gives it (groups of
-// four from r_begin, then single rows): the same bits, whichever path a range takes.
+// memory), each row one chain of multiply-adds over its columns, without software prefetches.
+// Zen 4: a row at a time, one sequential stream that the hardware prefetchers follow alone (four
+// rows side by side with prefetches read 7-14% slower, an f16 2B head, 2026-11-27). Intel
+// (weights_stream_wants_help): eight rows side by side, since a lone chain leaves the loads
+// waiting on its latency; one core of the Emerald Rapids VM read a bf16 2B head at 6.0-6.3 GB/s
+// a row at a time, 7.3-7.6 two rows, 8.7-9.6 four and 11.3-12.2 eight, against 12.6 for a bare
+// read (2026-11-29). In cache, smaller ranges keep the tiles. Each row's chain, grouping and
+// reduction are the ones dense_tile gives it (groups of four from r_begin, then single rows):
+// the same bits, whichever path a range takes.
 constexpr size_t kSequentialRowsMinBytes = size_t{8} << 20;
+
+// acc[i] = the 16 lane sums of row r + i times x, each row its own chain in column order.
+template <int N, typename W>
+inline void dense_row_chains(const W& w, int k, int r, const float* x, __m512* acc) {
+    const size_t row0 = static_cast<size_t>(r) * k;
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk += 16) {
+        const __mmask16 mask = mask16(k - kk);
+        const __m512 xv = _mm512_maskz_loadu_ps(mask, x + kk);
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) {
+            acc[i] =
+                _mm512_fmadd_ps(w.load(row0 + static_cast<size_t>(i) * k + kk, mask), xv, acc[i]);
+        }
+    }
+}
 
 template <typename W>
 void dense_rows_in_sequence(const W& w, int k, int r_begin, int r_end, const float* x,
                             const float* row_scale, float* y) {
-    auto row = [&](int r) {
-        const size_t row0 = static_cast<size_t>(r) * k;
-        __m512 acc = _mm512_setzero_ps();
-        for (int kk = 0; kk < k; kk += 16) {
-            const __mmask16 mask = mask16(k - kk);
-            acc =
-                _mm512_fmadd_ps(w.load(row0 + kk, mask), _mm512_maskz_loadu_ps(mask, x + kk), acc);
-        }
-        return acc;
-    };
-    int r = r_begin;
-    for (; r + 4 <= r_end; r += 4) {
-        const __m512 a0 = row(r), a1 = row(r + 1), a2 = row(r + 2), a3 = row(r + 3);
+    auto store4 = [&](int r, const __m512* acc) {
         const __m128 scale = row_scale != nullptr ? _mm_loadu_ps(row_scale + r) : _mm_set1_ps(1.f);
-        _mm_storeu_ps(y + r, _mm_mul_ps(reduce4_ps(a0, a1, a2, a3), scale));
+        _mm_storeu_ps(y + r, _mm_mul_ps(reduce4_ps(acc[0], acc[1], acc[2], acc[3]), scale));
+    };
+    __m512 acc[8];
+    int r = r_begin;
+    if (weights_stream_wants_help()) {
+        for (; r + 8 <= r_end; r += 8) {
+            dense_row_chains<8>(w, k, r, x, acc);
+            store4(r, acc);
+            store4(r + 4, acc + 4);
+        }
+    }
+    for (; r + 4 <= r_end; r += 4) {
+        for (int i = 0; i < 4; ++i) dense_row_chains<1>(w, k, r + i, x, acc + i);
+        store4(r, acc);
     }
     for (; r < r_end; ++r) {
-        const float sum = _mm512_reduce_add_ps(row(r));
+        dense_row_chains<1>(w, k, r, x, acc);
+        const float sum = _mm512_reduce_add_ps(acc[0]);
         y[r] = row_scale != nullptr ? sum * row_scale[r] : sum;
     }
 }
@@ -1397,12 +1475,54 @@ inline __m512i i8r_row(const int8_t* wr, int k, const int8_t* xq) {
 #endif
 }
 
+#if BITNET_VNNI
+// Lane sums of N rows from r side by side, one chain each (i8r_row's exact dot products), each
+// activation load serving the N rows: see ternary5_rows.
+template <int N>
+inline void i8r_rows(const int8_t* w, int k, int r, const int8_t* xq, __m512i* lanes) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i acc[N], wsum[N];
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) acc[i] = wsum[i] = _mm512_setzero_si512();
+    const int8_t* wr = w + static_cast<size_t>(r) * k;
+    for (int kk = 0; kk < k; kk += 64) {
+        const __mmask64 mask = mask64(k - kk);
+        const __m512i xb = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, xq + kk), bias);
+        // As in ternary5_rows: two groups ahead, N lines a step.
+        const int8_t* ahead = wr + static_cast<size_t>(2 * N) * k + static_cast<size_t>(kk) * N;
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i)
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + i * 64), _MM_HINT_T1);
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) {
+            const __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + static_cast<size_t>(i) * k + kk);
+            wsum[i] = _mm512_dpbusd_epi32(wsum[i], ones, wv);
+            acc[i] = _mm512_dpbusd_epi32(acc[i], xb, wv);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) lanes[i] = _mm512_sub_epi32(acc[i], _mm512_slli_epi32(wsum[i], 7));
+}
+#endif
+
 void int8_gemv_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
                    const int8_t* xq, float x_scale, float* y) {
     int r = r_begin;
+#if BITNET_VNNI
+    const bool side_by_side = weights_stream_wants_help();
+#else
+    constexpr bool side_by_side = false;
+#endif
     for (; r + 8 <= r_end; r += 8) {
         __m512i acc[8];
-        for (int i = 0; i < 8; ++i) acc[i] = i8r_row(w + static_cast<size_t>(r + i) * k, k, xq);
+        if (side_by_side) {
+#if BITNET_VNNI
+            i8r_rows<8>(w, k, r, xq, acc);
+#endif
+        } else {
+            for (int i = 0; i < 8; ++i) acc[i] = i8r_row(w + static_cast<size_t>(r + i) * k, k, xq);
+        }
         const __m256 v =
             _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_epi32(acc)), _mm256_loadu_ps(row_scale + r));
         _mm256_storeu_ps(y + r, _mm256_mul_ps(v, _mm256_set1_ps(x_scale)));
