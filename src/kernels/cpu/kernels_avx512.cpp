@@ -492,6 +492,7 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
 // Generation reads every weight once per token, from DRAM. Trits5 rows, the dense heads and the
 // int8 head are read one after another, so a call is one sequential stream that the hardware
 // prefetchers follow; each row has its own accumulators and eight rows are reduced together.
+// Intel's cores read eight of those rows side by side (weights_stream_wants_help).
 // Bits2 rows go through the prefetching GEMV tile instead, which measured faster for them
 // (scratch measurements in docs/PERFORMANCE.md).
 
