@@ -562,11 +562,8 @@ inline void ternary5_rows(const uint8_t* w, size_t row_bytes, int r, int n_block
         for (int i = 0; i < N; ++i) mv[i] = _mm512_loadu_si512(wr + i * row_bytes + b * 64);
         const int8_t* xb = x + b * kTernary5Block;
         const int steps = b + 1 < n_blocks ? 5 : tail_steps;
-        // Two groups of rows ahead, N lines a block: a group's steps fetch one group's bytes.
-        const uint8_t* ahead = wr + 2 * N * row_bytes + static_cast<size_t>(b) * N * 64;
-#pragma GCC unroll 8
-        for (int i = 0; i < N; ++i)
-            _mm_prefetch(reinterpret_cast<const char*>(ahead + i * 64), _MM_HINT_T1);
+        // N lines a block, two groups of rows ahead: a group's blocks fetch one group's bytes.
+        prefetch_tile_ahead<N>(wr, row_bytes, b);
 #pragma GCC unroll 5
         for (int s = 0; s < 5; ++s) {
             if (s >= steps) break;
@@ -1490,11 +1487,9 @@ inline void i8r_rows(const int8_t* w, int k, int r, const int8_t* xq, __m512i* l
     for (int kk = 0; kk < k; kk += 64) {
         const __mmask64 mask = mask64(k - kk);
         const __m512i xb = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, xq + kk), bias);
-        // As in ternary5_rows: two groups ahead, N lines a step.
-        const int8_t* ahead = wr + static_cast<size_t>(2 * N) * k + static_cast<size_t>(kk) * N;
-#pragma GCC unroll 8
-        for (int i = 0; i < N; ++i)
-            _mm_prefetch(reinterpret_cast<const char*>(ahead + i * 64), _MM_HINT_T1);
+        // As in ternary5_rows: N lines a 64-column step, two groups of rows ahead.
+        prefetch_tile_ahead<N>(reinterpret_cast<const uint8_t*>(wr), static_cast<size_t>(k),
+                               kk / 64);
 #pragma GCC unroll 8
         for (int i = 0; i < N; ++i) {
             const __m512i wv = _mm512_maskz_loadu_epi8(mask, wr + static_cast<size_t>(i) * k + kk);

@@ -306,7 +306,8 @@ void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plan
 
 constexpr int kFloatOrderGroup = 8;
 
-// out[i][g] = sum over k of x[i][k] * wv[k][g], fused multiply-adds in k order. Built twice and
+// out[i][g] = sum over k of x[i][k] * wv[k][g], fused multiply-adds in k order; the group's
+// chains are independent, which hides the FMA latency. Built twice and
 // picked at load time: with FMA instructions, std::fma is one instruction (the group's eight
 // chains one vector FMA); without them, a call to the C library's fmaf, which is correctly
 // rounded too, so both give the same bits. (A call per multiply-add made reference-numerics
@@ -332,8 +333,7 @@ __attribute__((target_clones("fma", "default"))) void float_order_group(const fl
 void ternary_gemm_float_order(const TernaryMatrixView& w, int r_begin, int r_end, const int8_t* q,
                               int stride, const float* s_x, int m, float alpha, bool alpha_inside,
                               float* y, int ldy) {
-    // Rows go in groups whose weights are expanded to floats once and reused for every token;
-    // the group's accumulation chains are independent, which hides the FMA latency.
+    // Rows go in groups whose weights are expanded to floats once and reused for every token.
     constexpr int kGroup = kFloatOrderGroup;
     const size_t cols = static_cast<size_t>(w.cols);
     std::vector<float> x(static_cast<size_t>(m) * cols);
