@@ -36,12 +36,15 @@ run: build
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-# The tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+# The tests again under AddressSanitizer and UndefinedBehaviorSanitizer: the library and kernels
+# at -O1 with both, the CLI at -O0, the tests' own code at -O0 under ASan only, and a few soak
+# loops shortened (kUnderSanitizers in tests/test_support.h). The tests run as JOBS shards, one
+# process each (tests/run_shards.sh), rather than ctest's process a test.
 test-asan: deps
 	cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
 		-DBITNET_SANITIZE=ON -DBITNET_BUILD_BENCH=OFF
 	cmake --build $(BUILD)-asan -j $(JOBS)
-	ctest --test-dir $(BUILD)-asan --output-on-failure -j $(JOBS)
+	tests/run_shards.sh $(BUILD)-asan/tests/bitnet_tests $(JOBS)
 
 # The tests that run threads against each other, under ThreadSanitizer (the model cache, the
 # thread pool, concurrent tokenizers, background generation streams, batches run a share of the

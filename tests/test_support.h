@@ -41,6 +41,15 @@ inline std::string with_row_groups(const std::string& format) {
     return cpu::isa_supported(cpu::Isa::AVX512VNNI) ? format + ", + row groups" : format;
 }
 
+// Whether this is the sanitizer build (make test-asan), where the model and sampler tests run
+// 10-30 times slower. Loops whose length buys only statistical margin or more combinations of
+// the same code run shorter there; the Release run (make test) runs them in full.
+#ifdef BITNET_TEST_UNDER_SANITIZERS
+inline constexpr bool kUnderSanitizers = true;
+#else
+inline constexpr bool kUnderSanitizers = false;
+#endif
+
 inline double rel_l2(const float* a, const float* b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; ++i) {

@@ -821,6 +821,7 @@ void report_throughput(const Tokenizer& t, const std::string& name) {
 }
 
 TEST(TokenizerThroughput, EncodeOneMegabyte) {
+    if (kUnderSanitizers) GTEST_SKIP() << "a throughput figure means nothing under the sanitizers";
     report_throughput(*Tokenizer::load(model_dir("tiny-packed")), "tiny-packed");
     if (!shared_available()) {
         std::printf("(../shared absent: Llama-3 / Llama-2 throughput not measured)\n");
