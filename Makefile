@@ -37,7 +37,7 @@ test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 # The tests again under AddressSanitizer and UndefinedBehaviorSanitizer: the library and kernels
-# at -O1 with both, the CLI at -O0, the tests' own code at -O0 under ASan only, and a few soak
+# at -O1 with both, the CLI's and the tests' own code at -O0 under ASan only, and a few soak
 # loops shortened (kUnderSanitizers in tests/test_support.h). The tests run as JOBS shards, one
 # process each (tests/run_shards.sh), rather than ctest's process a test.
 test-asan: deps

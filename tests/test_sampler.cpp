@@ -289,7 +289,9 @@ TEST(SamplerTopP, LargeNucleusWithoutTopK) {
     SamplingParams p = plain(1.f);
     p.top_p = top_p;
     Sampler s(p);
-    const std::set<int32_t> seen = distinct(draw(s, logits, 30000));
+    // The worst of the ~365 kept tokens has 1.9e-3 of the nucleus: 10,000 draws miss it with
+    // probability about 1e-8.
+    const std::set<int32_t> seen = distinct(draw(s, logits, kUnderSanitizers ? 10000 : 30000));
     EXPECT_EQ(*seen.begin(), static_cast<int32_t>(n - kept));  // the worst kept token shows up
     EXPECT_EQ(*seen.rbegin(), static_cast<int32_t>(n - 1));
     EXPECT_GT(seen.size(), kept - 10);
