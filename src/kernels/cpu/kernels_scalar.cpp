@@ -313,11 +313,11 @@ void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plan
 constexpr int kFloatOrderGroup = 8;
 
 // out[i][g] = sum over k of x[i][k] * wv[k][g], fused multiply-adds in k order; the group's
-// chains are independent, which hides the FMA latency. Built twice and
-// picked at load time: with FMA instructions, std::fma is one instruction (the group's eight
-// chains one vector FMA); without them, a call to the C library's fmaf, which is correctly
-// rounded too, so both give the same bits. (A call per multiply-add made reference-numerics
-// models 60x slower under AddressSanitizer than in a release build: 4-5 minutes a test.)
+// chains are independent, which hides the FMA latency. Built twice and picked at load time:
+// with FMA instructions, std::fma is one instruction (the group's eight chains one vector FMA);
+// without them, a call to the C library's fmaf, which is correctly rounded too, so both give
+// the same bits. (A call per multiply-add made reference-numerics models 60x slower under
+// AddressSanitizer than in a release build: 4-5 minutes a test.)
 __attribute__((target_clones("fma", "default"))) void float_order_group(const float* x, int m,
                                                                         size_t cols,
                                                                         const float* wv,
