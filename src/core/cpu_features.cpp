@@ -59,7 +59,10 @@ CpuFeatures detect() {
     if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) f.avx512_bf16 = f.avx512 && (a1 & (1u << 5));
     const bool amx_tile = edx & (1u << 24), amx_int8 = edx & (1u << 25);
     const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
-    f.amx_int8 = f.avx512_vnni && amx_tile && amx_int8 && tile_state && amx_permitted();
+    // Every CPU with AMX has GFNI, which the AMX level's code extraction uses (see
+    // avx512vnni_gfni_kernels); a hypervisor could still hide it.
+    const bool gfni = ecx & (1u << 8);
+    f.amx_int8 = f.avx512_vnni && gfni && amx_tile && amx_int8 && tile_state && amx_permitted();
     return f;
 }
 #else

@@ -348,5 +348,8 @@ const KernelTable* avx2_kernels();        // nullptr when not built
 const KernelTable* avx512_kernels();      // nullptr when not built
 const KernelTable* avx512vnni_kernels();  // nullptr when not built
 const KernelTable* amx_kernels();         // nullptr when not built
+// The AVX-512 VNNI level with its 2-bit code extraction on GFNI, for CPUs that have both (the
+// AMX level builds on it); built with avx512vnni_kernels.
+const KernelTable* avx512vnni_gfni_kernels();
 
 }  // namespace bitnet::cpu

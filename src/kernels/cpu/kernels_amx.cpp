@@ -1,5 +1,6 @@
-// AMX kernels (Intel Sapphire Rapids and later): the AVX-512 VNNI level, with ternary products of
-// many activation rows on the tile unit. One TDPBUSD multiplies 16 matrix rows by 16 activation
+// AMX kernels (Intel Sapphire Rapids and later): the AVX-512 VNNI level with its 2-bit codes
+// extracted by GFNI (avx512vnni_gfni_kernels), and ternary products of many activation rows on
+// the tile unit. One TDPBUSD multiplies 16 matrix rows by 16 activation
 // rows over 64 columns (16,384 multiply-adds), where a vpdpbusd does 64; the int32 sums are
 // exact, so every result has the same bits as the other levels.
 // As in kernels_avx512.cpp: only intrinsics, C library calls and always-inlined helpers here.
@@ -217,12 +218,12 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
     if (x.rows < kAmxMinRows || w.cols < kAmxMinCols || r_begin >= r_end) {
-        return avx512vnni_kernels()->ternary_gemm(w, r_begin, r_end, x, y, ldy);
+        return avx512vnni_gfni_kernels()->ternary_gemm(w, r_begin, r_end, x, y, ldy);
     }
     for_activation_blocks(
         x, y, ldy, 2 * kTileRows, [&](const QuantizedActivations& block, float* yb) {
             if (!ternary_gemm_tiles(w, r_begin, r_end, block, yb, ldy)) {
-                avx512vnni_kernels()->ternary_gemm(w, r_begin, r_end, block, yb, ldy);
+                avx512vnni_gfni_kernels()->ternary_gemm(w, r_begin, r_end, block, yb, ldy);
             }
         });
 }
@@ -231,7 +232,7 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
 
 const KernelTable* amx_kernels() {
     static const KernelTable table = [] {
-        KernelTable t = *avx512vnni_kernels();
+        KernelTable t = *avx512vnni_gfni_kernels();
         t.isa = Isa::AMX;
         t.name = "amx";
         t.ternary_gemm = ternary_gemm;
