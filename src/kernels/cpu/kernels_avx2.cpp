@@ -347,8 +347,130 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
     }
 }
 
+// ---- panel GEMM: many activation rows (prompts) -----------------------------------------------
+//
+// The tiles above extract every code again for each pair of activation rows (and + shift, or the
+// Trits5 comparisons), which with a prompt's many rows costs as much as the multiply-adds. Here
+// two matrix rows are unpacked once into a panel of one byte a weight in k order (in L1), and
+// every tile of activation rows then runs loads, vpmaddubsw and 16-bit adds over it.
+constexpr int kPanelRows = 2;
+constexpr int kPanelCols = 4;  // 8 16-bit accumulators; the 32-bit sums live in memory
+constexpr int kPanelMinRows = 8;
+constexpr int kPanelMaxSteps = 256;  // 64-column steps: rows of up to 16,384 columns
+// 16-bit sums flushed to 32 bits every this many steps: a lane gains at most 2 * 2 * 128 = 512
+// a half step, two half steps a step, so 32 steps stay within 16 bits.
+constexpr int kPanelFlushSteps = 16;
+
+// Codes (0..2) of matrix rows [r, r + rows) into panel rows of ksteps * 64 bytes.
+inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps, int8_t* panel) {
+    const bool trits5 = w.layout == TernaryLayout::Trits5;
+    const int per_block = trits5 ? 5 : 4;
+    const __m256i mask3 = _mm256_set1_epi8(3);
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    const __m256i t1 = _mm256_set1_epi8(-43), t2 = _mm256_set1_epi8(42);
+    for (int i = 0; i < rows; ++i) {
+        int8_t* out = panel + static_cast<size_t>(i) * ksteps * 64;
+        const size_t block_step = w.block_step(r + i);
+        const uint8_t* wr = w.block(r + i, 0);
+        for (int b = 0, t0 = 0; t0 < ksteps; ++b, t0 += per_block) {
+            const int steps = ksteps - t0 < per_block ? ksteps - t0 : per_block;
+            for (int h = 0; h < 2; ++h) {
+                __m256i v = _mm256_loadu_si256(
+                    reinterpret_cast<const __m256i*>(wr + b * block_step + h * 32));
+                // Trits5 as in ternary5_tile: the recurrence on m ^ 0x80, signed compares.
+                if (trits5) v = _mm256_xor_si256(v, bias);
+                for (int s = 0; s < steps; ++s) {
+                    __m256i c;
+                    if (trits5) {
+                        c = _mm256_abs_epi8(
+                            _mm256_add_epi8(_mm256_cmpgt_epi8(v, t1), _mm256_cmpgt_epi8(v, t2)));
+                        v = _mm256_add_epi8(v, _mm256_add_epi8(v, v));
+                    } else {
+                        c = _mm256_and_si256(v, mask3);
+                        v = _mm256_srli_epi16(v, 2);
+                    }
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(out + (t0 + s) * 64 + h * 32), c);
+                }
+            }
+        }
+    }
+}
+
+template <int RT, int MT>
+inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivations& x, int m,
+                       float* y, int ldy) {
+    const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
+    const size_t panel_row = static_cast<size_t>(ksteps) * 64;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[RT * MT];
+    for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
+    for (int t0 = 0; t0 < ksteps; t0 += kPanelFlushSteps) {
+        const int t1 = ksteps - t0 < kPanelFlushSteps ? ksteps : t0 + kPanelFlushSteps;
+        __m256i acc16[RT * MT];
+        for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm256_setzero_si256();
+        for (int t = t0; t < t1; ++t) {
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+                __m256i c[RT];
+                for (int i = 0; i < RT; ++i) {
+                    c[i] = _mm256_load_si256(
+                        reinterpret_cast<const __m256i*>(panel + i * panel_row + t * 64 + h * 32));
+                }
+                for (int j = 0; j < MT; ++j) {
+                    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                        xp + static_cast<size_t>(j) * x.stride + t * 64 + h * 32));
+                    for (int i = 0; i < RT; ++i) {
+                        acc16[i * MT + j] =
+                            _mm256_add_epi16(acc16[i * MT + j], _mm256_maddubs_epi16(c[i], xv));
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < RT * MT; ++i)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
+    }
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy;
+        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+    }
+}
+
+void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
+                         const QuantizedActivations& x, float* y, int ldy) {
+    const int per_block = w.layout == TernaryLayout::Trits5 ? 5 : 4;
+    // Steps past the last block's real columns hold padding only (zero activations).
+    const int ksteps = (w.n_blocks() - 1) * per_block + w.tail_steps();
+    alignas(32) static thread_local int8_t panel[kPanelRows * kPanelMaxSteps * 64];
+    for (int r = r_begin; r < r_end; r += kPanelRows) {
+        const int rows = r_end - r < kPanelRows ? r_end - r : kPanelRows;
+        unpack_panel(w, r, rows, ksteps, panel);
+        auto tile = [&](auto rt, auto mt, int, int m) {
+            panel_tile<decltype(rt)::value, decltype(mt)::value>(panel, ksteps, x, m, y + r, ldy);
+        };
+        if (rows == kPanelRows) {
+            for_tiles<kPanelRows, kPanelCols>(0, kPanelRows, x.rows, tile);
+        } else {
+            for_tiles<1, kPanelCols>(0, 1, x.rows, tile);
+        }
+    }
+}
+
+inline bool panel_gemm_applies(const TernaryMatrixView& w, const QuantizedActivations& x) {
+    return x.rows >= kPanelMinRows && w.cols_padded / 64 <= kPanelMaxSteps;
+}
+
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
+    if (panel_gemm_applies(w, x)) {
+        for_activation_blocks(x, y, ldy, kPanelCols, [&](const QuantizedActivations& b, float* yb) {
+            ternary_gemm_panels(w, r_begin, r_end, b, yb, ldy);
+        });
+        return;
+    }
     const bool trits5 = w.layout == TernaryLayout::Trits5;
     // The first activation tile of each row tile prefetches a matrix from memory; the others
     // find its weights in L1.
