@@ -834,7 +834,6 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
     }
 }
 
-#if BITNET_VNNI
 // ---- panel GEMM: many activation rows (prompts, batches) ------------------------------------
 //
 // With many activation rows the tiles above are bound by the multiply-add port, and a third of
@@ -842,9 +841,14 @@ void ternary_gemv(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
 // every activation tile. Here the codes of a few matrix rows are unpacked once, into a panel of
 // one byte a weight in k order (L1/L2-resident), and every activation tile then runs pure
 // loads and vpdpbusd over it. Both layouts share the inner loop, so 1.6-bit prefill runs at
-// 2-bit speed.
+// 2-bit speed. Without VNNI (Skylake-SP): vpmaddubsw into 16-bit sums, widened once a group of
+// steps, in tiles of two activation rows, since both sums need registers.
 constexpr int kPanelRows = 4;
+#if BITNET_VNNI
 constexpr int kPanelCols = 4;
+#else
+constexpr int kPanelCols = 2;
+#endif
 constexpr int kPanelMaxSteps = 256;  // 64-column steps: rows of up to 16,384 columns
 
 // kGroup steps (2 or 4) a loop pass, ksteps a multiple of it.
@@ -855,10 +859,18 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
     const size_t panel_row = static_cast<size_t>(ksteps) * 64;
     __m512i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm512_setzero_si512();
+#if !BITNET_VNNI
+    const __m512i ones = _mm512_set1_epi16(1);
+#endif
     // A fixed group of steps a pass with no early exit (the panel and the activations are zero
     // past the columns, up to the group): GCC 12 then keeps acc in registers, which it does not
     // for a loop of one step at a time or with a break.
     for (int t0 = 0; t0 < ksteps; t0 += kGroup) {
+#if !BITNET_VNNI
+        // Each vpmaddubsw lane is within +-512, so four of them cannot overflow 16 bits.
+        __m512i acc16[RT * MT];
+        for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm512_setzero_si512();
+#endif
 #pragma GCC unroll 4
         for (int u = 0; u < kGroup; ++u) {
             const int t = t0 + u;
@@ -867,10 +879,20 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
                 xv[j] = _mm512_loadu_si512(xp + static_cast<size_t>(j) * x.stride + t * 64);
             for (int i = 0; i < RT; ++i) {
                 const __m512i c = _mm512_load_si512(panel + i * panel_row + t * 64);
-                for (int j = 0; j < MT; ++j)
+                for (int j = 0; j < MT; ++j) {
+#if BITNET_VNNI
                     acc[i * MT + j] = _mm512_dpbusd_epi32(acc[i * MT + j], c, xv[j]);
+#else
+                    acc16[i * MT + j] =
+                        _mm512_add_epi16(acc16[i * MT + j], _mm512_maddubs_epi16(c, xv[j]));
+#endif
+                }
             }
         }
+#if !BITNET_VNNI
+        for (int i = 0; i < RT * MT; ++i)
+            acc[i] = _mm512_add_epi32(acc[i], _mm512_madd_epi16(acc16[i], ones));
+#endif
     }
     store_ternary_outputs<RT, MT>(acc, x, m, y, ldy);
 }
@@ -889,6 +911,7 @@ inline bool panel_gemm_applies(const TernaryMatrixView& w, const QuantizedActiva
     return x.rows >= min_rows && round_up(w.cols, 256) / 64 <= kPanelMaxSteps;
 }
 
+#if BITNET_VNNI
 // ---- short rows: sixteen matrix rows a vector ----------------------------------------------
 //
 // Rows of a few 64-column steps (a small model's 128- and 512-column products) leave the panel
@@ -968,6 +991,8 @@ void ternary_gemm_short_panels(const TernaryMatrixView& w, int r_begin, int r_en
     }
 }
 
+#endif
+
 void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
                          const QuantizedActivations& x, float* y, int ldy) {
     // Columns past cols meet zero activations (up to the activation stride, a multiple of 256
@@ -999,15 +1024,14 @@ void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
     };
     for_tiles<kPanelRows, kPanelCols>(r_begin, r_end, x.rows, tile);
 }
-#endif
 
 template <bool kGfni>
 void ternary_gemm_block(const TernaryMatrixView& w, int r_begin, int r_end,
                         const QuantizedActivations& x, float* y, int ldy) {
 #if BITNET_VNNI
     if (short_panels_apply(w, x)) return ternary_gemm_short_panels(w, r_begin, r_end, x, y, ldy);
-    if (panel_gemm_applies(w, x)) return ternary_gemm_panels(w, r_begin, r_end, x, y, ldy);
 #endif
+    if (panel_gemm_applies(w, x)) return ternary_gemm_panels(w, r_begin, r_end, x, y, ldy);
     if (w.layout == TernaryLayout::Trits5) {
         auto tile = [&](auto rt, auto mt, int r, int m) {
             ternary5_tile<decltype(rt)::value, decltype(mt)::value>(w, r, x, m, y, ldy);
