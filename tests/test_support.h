@@ -85,6 +85,8 @@ inline CpuKernelLevel level_of(cpu::Isa isa) {
             return CpuKernelLevel::Scalar;
         case cpu::Isa::AVX2:
             return CpuKernelLevel::AVX2;
+        case cpu::Isa::AVXVNNI:
+            return CpuKernelLevel::AVXVNNI;
         case cpu::Isa::AVX512:
             return CpuKernelLevel::AVX512;
         case cpu::Isa::AVX512VNNI:

@@ -56,7 +56,10 @@ CpuFeatures detect() {
     f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
     f.avx512_vnni = f.avx512 && (ecx & (1u << 11));
     unsigned int a1, b1, c1, d1;
-    if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) f.avx512_bf16 = f.avx512 && (a1 & (1u << 5));
+    if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) {
+        f.avx512_bf16 = f.avx512 && (a1 & (1u << 5));
+        f.avx_vnni = f.avx2 && (a1 & (1u << 4));
+    }
     const bool amx_tile = edx & (1u << 24), amx_int8 = edx & (1u << 25);
     const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
     // Every CPU with AMX has GFNI, which the AMX level's code extraction uses (see

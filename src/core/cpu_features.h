@@ -4,8 +4,9 @@
 namespace bitnet {
 
 struct CpuFeatures {
-    bool avx2 = false;    // with FMA and F16C
-    bool avx512 = false;  // F + BW + DQ + VL, and the OS saves the ZMM state
+    bool avx2 = false;      // with FMA and F16C
+    bool avx_vnni = false;  // the VEX vpdpbusd on 256-bit vectors (Alder Lake on, Zen 5)
+    bool avx512 = false;    // F + BW + DQ + VL, and the OS saves the ZMM state
     bool avx512_vnni = false;
     bool avx512_bf16 = false;
     // AMX tiles with int8 products, and the OS lets this process use them (Linux grants the

@@ -34,6 +34,8 @@ cpu::Isa isa_for(CpuKernelLevel level) {
             return cpu::Isa::Scalar;
         case CpuKernelLevel::AVX2:
             return cpu::Isa::AVX2;
+        case CpuKernelLevel::AVXVNNI:
+            return cpu::Isa::AVXVNNI;
         case CpuKernelLevel::AVX512:
             return cpu::Isa::AVX512;
         case CpuKernelLevel::AVX512VNNI:

@@ -10,7 +10,8 @@ void EngineFlags::add_to(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     app.add_option("--kernel", kernel,
                    "CPU kernel level: auto, scalar, avx2, avx512, avx512vnni, amx")
-        ->check(CLI::IsMember({"auto", "scalar", "avx2", "avx512", "avx512vnni", "amx"}));
+        ->check(
+            CLI::IsMember({"auto", "scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx"}));
     app.add_option("--kv-cache", kv_cache,
                    "KV cache precision: f32 (exact), f16, bf16, i8 (int8 rows, a scale each)")
         ->check(CLI::IsMember({"f32", "f16", "bf16", "i8"}));
@@ -37,6 +38,9 @@ EngineOptions EngineFlags::to_options() const {
                 break;
             case cpu::Isa::AVX2:
                 o.kernel_level = CpuKernelLevel::AVX2;
+                break;
+            case cpu::Isa::AVXVNNI:
+                o.kernel_level = CpuKernelLevel::AVXVNNI;
                 break;
             case cpu::Isa::AVX512:
                 o.kernel_level = CpuKernelLevel::AVX512;

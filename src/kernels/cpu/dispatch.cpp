@@ -19,6 +19,8 @@ const char* isa_name(Isa isa) {
             return "scalar";
         case Isa::AVX2:
             return "avx2";
+        case Isa::AVXVNNI:
+            return "avxvnni";
         case Isa::AVX512:
             return "avx512";
         case Isa::AVX512VNNI:
@@ -38,12 +40,15 @@ Isa parse_isa(const std::string& name) {
     }
     throw Error(ErrorCode::InvalidArgument,
                 "unknown CPU kernel level '" + name +
-                    "' (expected scalar, avx2, avx512, avx512vnni or amx)");
+                    "' (expected scalar, avx2, avxvnni, avx512, avx512vnni or amx)");
 }
 
 #if !BITNET_HAVE_X86_KERNELS
 // Builds for other CPUs (ARM, RISC-V, ...) compile no x86 kernel objects; the scalar level runs.
 const KernelTable* avx2_kernels() {
+    return nullptr;
+}
+const KernelTable* avxvnni_kernels() {
     return nullptr;
 }
 const KernelTable* avx512_kernels() {
@@ -66,6 +71,8 @@ static const KernelTable* built_table(Isa isa) {
             return &scalar_kernels();
         case Isa::AVX2:
             return avx2_kernels();
+        case Isa::AVXVNNI:
+            return avxvnni_kernels();
         case Isa::AVX512:
             return avx512_kernels();
         case Isa::AVX512VNNI:
@@ -84,6 +91,8 @@ bool isa_supported(Isa isa) {
             return true;
         case Isa::AVX2:
             return f.avx2;
+        case Isa::AVXVNNI:
+            return f.avx_vnni;
         case Isa::AVX512:
             return f.avx512;
         case Isa::AVX512VNNI:

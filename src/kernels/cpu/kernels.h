@@ -17,8 +17,10 @@ namespace bitnet::cpu {
 #define BITNET_KERNEL_INLINE __attribute__((always_inline)) inline
 
 // AMX is the AVX-512 VNNI level with ternary products of many activation rows on AMX tiles.
-enum class Isa : int { Scalar = 0, AVX2 = 1, AVX512 = 2, AVX512VNNI = 3, AMX = 4 };
-inline constexpr int kIsaCount = 5;
+// AVXVNNI: the AVX2 kernels with the VEX vpdpbusd of Intel clients from Alder Lake on (which have
+// no AVX-512).
+enum class Isa : int { Scalar = 0, AVX2 = 1, AVXVNNI = 2, AVX512 = 3, AVX512VNNI = 4, AMX = 5 };
+inline constexpr int kIsaCount = 6;
 
 // Packed ternary layouts. A [rows, cols] ternary matrix is padded with zero weights to
 // cols_padded = round_up(cols, block) and stored row-major, row_bytes() bytes a row; every
@@ -331,7 +333,8 @@ void attention_each_query(const AttentionHeadArgs& a, void (*one)(const Attentio
 const KernelTable& kernels(Isa isa);
 
 const char* isa_name(Isa isa);
-// Parses "scalar", "avx2", "avx512", "avx512vnni", "amx" (case-insensitive); throws bitnet::Error.
+// Parses "scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx" (case-insensitive); throws
+// bitnet::Error.
 Isa parse_isa(const std::string& name);
 
 // Whether this CPU (and OS, for AVX state) supports the level.
@@ -345,6 +348,7 @@ std::vector<Isa> supported_isas();
 // Per-level tables, defined in kernels_<level>.cpp.
 const KernelTable& scalar_kernels();
 const KernelTable* avx2_kernels();        // nullptr when not built
+const KernelTable* avxvnni_kernels();     // nullptr when not built
 const KernelTable* avx512_kernels();      // nullptr when not built
 const KernelTable* avx512vnni_kernels();  // nullptr when not built
 const KernelTable* amx_kernels();         // nullptr when not built

@@ -1,4 +1,7 @@
 // AVX2 + FMA + F16C kernels. Everything but the table getter lives in an anonymous namespace.
+// Built twice: as the AVX2 level, and with BITNET_AVXVNNI=1 as the AVX-VNNI level, whose ternary
+// tiles and panels add code-times-activation bytes with one vpdpbusd (VEX, 256 bits) where AVX2
+// needs a vpmaddubsw, a 16-bit add and a widening every few steps.
 //
 // Only intrinsics, C library calls and kernels.h's always-inlined helpers are used here, never
 // std:: or other project inline functions: an out-of-line copy of such a function built with
@@ -11,6 +14,10 @@
 #include "core/half.h"
 #include "kernels/cpu/int8_kv_layout.h"
 #include "kernels/cpu/kernels.h"
+
+#ifndef BITNET_AVXVNNI
+#define BITNET_AVXVNNI 0
+#endif
 
 namespace bitnet::cpu {
 namespace {
@@ -235,13 +242,17 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     const uint8_t* linear = w.data + static_cast<size_t>(r + ahead_extra) * row_bytes;
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const __m256i mask3 = _mm256_set1_epi8(3);
+#if !BITNET_AVXVNNI
     const __m256i ones = _mm256_set1_epi16(1);
+#endif
     __m256i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
 
     for (int b = 0; b < n_blocks; ++b) {
+#if !BITNET_AVXVNNI
         __m256i acc16[RT * MT];
         for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm256_setzero_si256();
+#endif
         for (int h = 0; h < 2; ++h) {
             __m256i wv[RT];
             for (int i = 0; i < RT; ++i) {
@@ -259,15 +270,21 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
                     const __m256i c = _mm256_and_si256(wv[i], mask3);
                     wv[i] = _mm256_srli_epi16(wv[i], 2);
                     for (int j = 0; j < MT; ++j) {
+#if BITNET_AVXVNNI
+                        acc[i * MT + j] = _mm256_dpbusd_avx_epi32(acc[i * MT + j], c, xv[j]);
+#else
                         acc16[i * MT + j] =
                             _mm256_add_epi16(acc16[i * MT + j], _mm256_maddubs_epi16(c, xv[j]));
+#endif
                     }
                 }
             }
         }
+#if !BITNET_AVXVNNI
         for (int i = 0; i < RT * MT; ++i) {
             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
         }
+#endif
         if constexpr (kPrefetch) prefetch_tile_ahead<RT>(linear, row_bytes, b);
     }
 
@@ -299,13 +316,17 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
     const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
     const __m256i t1 = _mm256_set1_epi8(-43);
     const __m256i t2 = _mm256_set1_epi8(42);
+#if !BITNET_AVXVNNI
     const __m256i ones = _mm256_set1_epi16(1);
+#endif
     __m256i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
 
     for (int b = 0; b < n_blocks; ++b) {
+#if !BITNET_AVXVNNI
         __m256i acc16[RT * MT];
         for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm256_setzero_si256();
+#endif
         for (int h = 0; h < 2; ++h) {
             __m256i mv[RT];
             for (int i = 0; i < RT; ++i) {
@@ -325,15 +346,21 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
                         _mm256_cmpgt_epi8(mv[i], t1), _mm256_cmpgt_epi8(mv[i], t2)));
                     mv[i] = _mm256_add_epi8(mv[i], _mm256_add_epi8(mv[i], mv[i]));
                     for (int j = 0; j < MT; ++j) {
+#if BITNET_AVXVNNI
+                        acc[i * MT + j] = _mm256_dpbusd_avx_epi32(acc[i * MT + j], c, xv[j]);
+#else
                         acc16[i * MT + j] =
                             _mm256_add_epi16(acc16[i * MT + j], _mm256_maddubs_epi16(c, xv[j]));
+#endif
                     }
                 }
             }
         }
+#if !BITNET_AVXVNNI
         for (int i = 0; i < RT * MT; ++i) {
             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
         }
+#endif
         if constexpr (kPrefetch) prefetch_tile_ahead<RT>(wp, row_bytes, b);
     }
 
@@ -401,13 +428,17 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
                        float* y, int ldy) {
     const int8_t* xp = x.q + static_cast<size_t>(m) * x.stride;
     const size_t panel_row = static_cast<size_t>(ksteps) * 64;
+#if !BITNET_AVXVNNI
     const __m256i ones = _mm256_set1_epi16(1);
+#endif
     __m256i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
     for (int t0 = 0; t0 < ksteps; t0 += kPanelFlushSteps) {
         const int t1 = ksteps - t0 < kPanelFlushSteps ? ksteps : t0 + kPanelFlushSteps;
+#if !BITNET_AVXVNNI
         __m256i acc16[RT * MT];
         for (int i = 0; i < RT * MT; ++i) acc16[i] = _mm256_setzero_si256();
+#endif
         for (int t = t0; t < t1; ++t) {
 #pragma GCC unroll 2
             for (int h = 0; h < 2; ++h) {
@@ -420,14 +451,20 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
                     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
                         xp + static_cast<size_t>(j) * x.stride + t * 64 + h * 32));
                     for (int i = 0; i < RT; ++i) {
+#if BITNET_AVXVNNI
+                        acc[i * MT + j] = _mm256_dpbusd_avx_epi32(acc[i * MT + j], c[i], xv);
+#else
                         acc16[i * MT + j] =
                             _mm256_add_epi16(acc16[i * MT + j], _mm256_maddubs_epi16(c[i], xv));
+#endif
                     }
                 }
             }
         }
+#if !BITNET_AVXVNNI
         for (int i = 0; i < RT * MT; ++i)
             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
+#endif
     }
     int32_t dots[RT * MT];
     reduce_all<RT * MT>(acc, dots);
@@ -445,8 +482,19 @@ void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
     // Steps past the last block's real columns hold padding only (zero activations).
     const int ksteps = (w.n_blocks() - 1) * per_block + w.tail_steps();
     alignas(32) static thread_local int8_t panel[kPanelRows * kPanelMaxSteps * 64];
+    // Weights from memory: each panel fetches the bytes of a panel a row tile ahead (by byte
+    // position, as the tiles prefetch), which arrive while the activation tiles run.
+    const size_t row_bytes = w.row_bytes();
+    const bool prefetch = static_cast<size_t>(w.rows) * row_bytes >= kPrefetchMinBytes;
+    const size_t range_end = static_cast<size_t>(r_end) * row_bytes;
     for (int r = r_begin; r < r_end; r += kPanelRows) {
         const int rows = r_end - r < kPanelRows ? r_end - r : kPanelRows;
+        if (prefetch) {
+            const size_t next = static_cast<size_t>(r + kTernaryTileRows) * row_bytes;
+            for (size_t off = next; off < next + kPanelRows * row_bytes && off < range_end;
+                 off += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(w.data + off), _MM_HINT_T1);
+        }
         unpack_panel(w, r, rows, ksteps, panel);
         auto tile = [&](auto rt, auto mt, int, int m) {
             panel_tile<decltype(rt)::value, decltype(mt)::value>(panel, ksteps, x, m, y + r, ldy);
@@ -1289,28 +1337,24 @@ void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plan
 
 }  // namespace
 
+#if BITNET_AVXVNNI
+const KernelTable* avxvnni_kernels() {
+    static const KernelTable table {
+        .isa = Isa::AVXVNNI, .name = "avxvnni",
+#else
 const KernelTable* avx2_kernels() {
     static const KernelTable table{
         .isa = Isa::AVX2,
         .name = "avx2",
-        .quantize_row_i8 = quantize_row_i8,
-        .ternary_gemm = ternary_gemm,
-        .dense_gemm_f32 = dense_gemm_f32,
-        .dense_gemm_bf16 = dense_gemm_bf16,
-        .dense_gemm_f16 = dense_gemm_f16,
-        .dense_gemm_q8_0 = dense_gemm_q8_0,
-        .dense_gemm_i8r = dense_gemm_i8r,
-        .int8_gemm_i8r = int8_gemm_i8r,
-        .dense_groups_gemm = nullptr,
-        .rms_norm = rms_norm,
-        .rms_norm_quantize_i8 = rms_norm_quantize_i8,
-        .rope = rope,
-        .softmax = softmax,
-        .relu2_mul = relu2_mul,
-        .silu_mul = silu_mul,
-        .attention_head = attention_head,
-        .store_kv_row = store_kv_row,
-        .store_int8_kv = store_int8_kv,
+#endif
+        .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,
+        .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,
+        .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,
+        .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r,
+        .dense_groups_gemm = nullptr, .rms_norm = rms_norm,
+        .rms_norm_quantize_i8 = rms_norm_quantize_i8, .rope = rope, .softmax = softmax,
+        .relu2_mul = relu2_mul, .silu_mul = silu_mul, .attention_head = attention_head,
+        .store_kv_row = store_kv_row, .store_int8_kv = store_int8_kv,
     };
     return &table;
 }
