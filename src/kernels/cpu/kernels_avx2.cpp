@@ -222,6 +222,21 @@ inline void prefetch_tile_ahead(const uint8_t* tile, size_t row_bytes, int b) {
         _mm_prefetch(reinterpret_cast<const char*>(ahead + i * 64), _MM_HINT_T1);
 }
 
+// y[m + j][i] = float(dot - row_sum) * scale for an RT x MT tile of lane sums (the codes are
+// w + 1, so each dot exceeds w . x by the activation row's sum).
+template <int RT, int MT>
+inline void store_ternary_outputs(const __m256i* acc, const QuantizedActivations& x, int m,
+                                  float* y, int ldy) {
+    int32_t dots[RT * MT];
+    reduce_all<RT * MT>(acc, dots);
+    for (int j = 0; j < MT; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy;
+        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
+    }
+}
+
 constexpr int kTernaryRows = 2;  // 16 registers: 2 x 2 32-bit + 2 x 2 16-bit accumulators
 constexpr int kTernaryCols = 2;
 constexpr int kTernaryGemvRows = 4;
@@ -288,14 +303,7 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
         if constexpr (kPrefetch) prefetch_tile_ahead<RT>(linear, row_bytes, b);
     }
 
-    int32_t dots[RT * MT];
-    reduce_all<RT * MT>(acc, dots);
-    for (int j = 0; j < MT; ++j) {
-        const int32_t row_sum = x.row_sum[m + j];
-        const float scale = x.out_scale[m + j];
-        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
-        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-    }
+    store_ternary_outputs<RT, MT>(acc, x, m, y + r, ldy);
 }
 
 // Trits5: for the 32-byte half h of a 64-byte block, with m_0 = the half and m_{i+1} = 3 m_i
@@ -364,14 +372,7 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
         if constexpr (kPrefetch) prefetch_tile_ahead<RT>(wp, row_bytes, b);
     }
 
-    int32_t dots[RT * MT];
-    reduce_all<RT * MT>(acc, dots);
-    for (int j = 0; j < MT; ++j) {
-        const int32_t row_sum = x.row_sum[m + j];
-        const float scale = x.out_scale[m + j];
-        float* yr = y + static_cast<size_t>(m + j) * ldy + r;
-        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-    }
+    store_ternary_outputs<RT, MT>(acc, x, m, y + r, ldy);
 }
 
 // ---- panel GEMM: many activation rows (prompts) -----------------------------------------------
@@ -466,14 +467,7 @@ inline void panel_tile(const int8_t* panel, int ksteps, const QuantizedActivatio
             acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(acc16[i], ones));
 #endif
     }
-    int32_t dots[RT * MT];
-    reduce_all<RT * MT>(acc, dots);
-    for (int j = 0; j < MT; ++j) {
-        const int32_t row_sum = x.row_sum[m + j];
-        const float scale = x.out_scale[m + j];
-        float* yr = y + static_cast<size_t>(m + j) * ldy;
-        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-    }
+    store_ternary_outputs<RT, MT>(acc, x, m, y, ldy);
 }
 
 void ternary_gemm_panels(const TernaryMatrixView& w, int r_begin, int r_end,
