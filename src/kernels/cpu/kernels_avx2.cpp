@@ -382,7 +382,7 @@ inline void ternary5_tile(const TernaryMatrixView& w, int r, const QuantizedActi
 // two matrix rows are unpacked once into a panel of one byte a weight in k order (in L1), and
 // every tile of activation rows then runs loads, vpmaddubsw and 16-bit adds over it.
 constexpr int kPanelRows = 2;
-constexpr int kPanelCols = 4;  // 8 16-bit accumulators; the 32-bit sums live in memory
+constexpr int kPanelCols = 4;  // 2 x 4 tiles: 8 32-bit sums, and 8 16-bit ones at AVX2
 constexpr int kPanelMinRows = 8;
 constexpr int kPanelMaxSteps = 256;  // 64-column steps: rows of up to 16,384 columns
 // 16-bit sums flushed to 32 bits every this many steps: a lane gains at most 2 * 2 * 128 = 512
@@ -1329,28 +1329,43 @@ void store_int8_kv(const float* x, int head_dim, int pos, bool key, int8_t* plan
     store_int8_row(quantize_row_i8, x, head_dim, pos, key, plane, scale);
 }
 
+KernelTable level_table(Isa isa, const char* name) {
+    return KernelTable{
+        .isa = isa,
+        .name = name,
+        .quantize_row_i8 = quantize_row_i8,
+        .ternary_gemm = ternary_gemm,
+        .dense_gemm_f32 = dense_gemm_f32,
+        .dense_gemm_bf16 = dense_gemm_bf16,
+        .dense_gemm_f16 = dense_gemm_f16,
+        .dense_gemm_q8_0 = dense_gemm_q8_0,
+        .dense_gemm_i8r = dense_gemm_i8r,
+        .int8_gemm_i8r = int8_gemm_i8r,
+        .dense_groups_gemm = nullptr,
+        .rms_norm = rms_norm,
+        .rms_norm_quantize_i8 = rms_norm_quantize_i8,
+        .rope = rope,
+        .softmax = softmax,
+        .relu2_mul = relu2_mul,
+        .silu_mul = silu_mul,
+        .attention_head = attention_head,
+        .store_kv_row = store_kv_row,
+        .store_int8_kv = store_int8_kv,
+    };
+}
+
 }  // namespace
 
 #if BITNET_AVXVNNI
 const KernelTable* avxvnni_kernels() {
-    static const KernelTable table {
-        .isa = Isa::AVXVNNI, .name = "avxvnni",
-#else
-const KernelTable* avx2_kernels() {
-    static const KernelTable table{
-        .isa = Isa::AVX2,
-        .name = "avx2",
-#endif
-        .quantize_row_i8 = quantize_row_i8, .ternary_gemm = ternary_gemm,
-        .dense_gemm_f32 = dense_gemm_f32, .dense_gemm_bf16 = dense_gemm_bf16,
-        .dense_gemm_f16 = dense_gemm_f16, .dense_gemm_q8_0 = dense_gemm_q8_0,
-        .dense_gemm_i8r = dense_gemm_i8r, .int8_gemm_i8r = int8_gemm_i8r,
-        .dense_groups_gemm = nullptr, .rms_norm = rms_norm,
-        .rms_norm_quantize_i8 = rms_norm_quantize_i8, .rope = rope, .softmax = softmax,
-        .relu2_mul = relu2_mul, .silu_mul = silu_mul, .attention_head = attention_head,
-        .store_kv_row = store_kv_row, .store_int8_kv = store_int8_kv,
-    };
+    static const KernelTable table = level_table(Isa::AVXVNNI, "avxvnni");
     return &table;
 }
+#else
+const KernelTable* avx2_kernels() {
+    static const KernelTable table = level_table(Isa::AVX2, "avx2");
+    return &table;
+}
+#endif
 
 }  // namespace bitnet::cpu
