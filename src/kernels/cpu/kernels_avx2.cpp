@@ -712,6 +712,18 @@ void dense_gemm_q8_0(const uint8_t* w, int k, int r_begin, int r_end, const floa
     for_tiles<4, 2>(r_begin, r_end, m, tile);
 }
 
+// acc + per 32-bit lane the four products of unsigned bytes a and signed bytes b. Every caller's
+// pairs of products stay within 16 bits, so AVX2's vpmaddubsw never saturates and AVX-VNNI's
+// vpdpbusd, one instruction for three, gives the same sums.
+inline __m256i add_u8s8_products(__m256i acc, __m256i a, __m256i b) {
+#if BITNET_AVXVNNI
+    return _mm256_dpbusd_avx_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
+#endif
+}
+
 // I8R on int8 activations: vpmaddubsw takes |w| (unsigned, 128 included) and x with w's sign
 // (vpsignb), whose pair sums stay within 16 bits because |x| <= 127.
 inline __m256i load32_i8(const int8_t* p, int n) {
@@ -727,7 +739,6 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
                      const float* x_scale, int m, int ldx, float* y, int ldy) {
     const int8_t* wr = w + static_cast<size_t>(r) * k;
     const int8_t* xm = xq + static_cast<size_t>(m) * ldx;
-    const __m256i ones16 = _mm256_set1_epi16(1);
     __m256i acc[RT * MT];
     for (int i = 0; i < RT * MT; ++i) acc[i] = _mm256_setzero_si256();
     for (int kk = 0; kk < k; kk += 32) {
@@ -738,9 +749,8 @@ inline void i8r_tile(const int8_t* w, const float* row_scale, int k, int r, cons
             const __m256i wv = load32_i8(wr + static_cast<size_t>(i) * k + kk, n);
             const __m256i wabs = _mm256_abs_epi8(wv);
             for (int j = 0; j < MT; ++j) {
-                const __m256i xs = _mm256_sign_epi8(xv[j], wv);
-                acc[i * MT + j] = _mm256_add_epi32(
-                    acc[i * MT + j], _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, xs), ones16));
+                acc[i * MT + j] =
+                    add_u8s8_products(acc[i * MT + j], wabs, _mm256_sign_epi8(xv[j], wv));
             }
         }
         if constexpr (kPrefetch) {
@@ -1091,11 +1101,9 @@ inline void int8_scores(const AttentionHeadArgs& a) {
     int32_t sum = 0;
     const float qd = a.scale / quantize_row_i8(a.q, hd, 4 * quads, q8, &sum);
     const size_t tile_bytes = int8_key_tile_bytes(hd);
-    const __m256i ones = _mm256_set1_epi16(1);
     auto add_products = [&](__m256i acc, const int8_t* keys, __m256i qv) {
         const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys));
-        const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
-        return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+        return add_u8s8_products(acc, _mm256_abs_epi8(qv), _mm256_sign_epi8(kv, qv));
     };
     for (int p = 0; p < a.n_keys; p += kInt8KeyTile) {
         const int8_t* tile =
@@ -1132,8 +1140,7 @@ inline void scale_each(float* s, const float* f, int n) {
 // acc + for each 32-bit lane, four unsigned 7-bit weights times four signed values (int16 pairs
 // of at most 2 x 127 x 128, so no saturation).
 inline __m256i add_weighted(__m256i acc, __m256i weights, __m256i values) {
-    return _mm256_add_epi32(
-        acc, _mm256_madd_epi16(_mm256_maddubs_epi16(weights, values), _mm256_set1_epi16(1)));
+    return add_u8s8_products(acc, weights, values);
 }
 
 // One chunk's weights w[0, n) as 14-bit integers split into 7-bit halves, zero up to the next
