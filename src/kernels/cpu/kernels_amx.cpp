@@ -1,8 +1,8 @@
 // AMX kernels (Intel Sapphire Rapids and later): the AVX-512 VNNI level with its 2-bit codes
 // extracted by GFNI (avx512vnni_gfni_kernels), and ternary products of many activation rows on
-// the tile unit. One TDPBUSD multiplies 16 matrix rows by 16 activation
-// rows over 64 columns (16,384 multiply-adds), where a vpdpbusd does 64; the int32 sums are
-// exact, so every result has the same bits as the other levels.
+// the tile unit. One TDPBUSD multiplies 16 matrix rows by 16 activation rows over 64 columns
+// (16,384 multiply-adds), where a vpdpbusd does 64; the int32 sums are exact, so every result has
+// the same bits as the other levels.
 // As in kernels_avx512.cpp: only intrinsics, C library calls and always-inlined helpers here.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"  // GCC bug 105593, see kernels_avx512.cpp
