@@ -249,8 +249,9 @@ TEST_P(HeadKernelTest, FloatActivationsMatchTheScalarReference) {
 // row bit for bit the same logits alone and in company, in every format (scalar included).
 void check_rows_alone_and_together(const cpu::KernelTable& k, const char* level) {
     for (DenseFormat f : kFormats) {
-        // 512 and 513: both sides of the one-row tiles for short rows (kShortDenseRow).
-        for (int cols : {32, 96, 200, 512, 513, 2560}) {
+        // 512 and 513: both sides of the one-row tiles for short rows (kShortDenseRow); 544
+        // and 2560: the AMX level's bf16 tiles (more than 512 columns, a multiple of 32).
+        for (int cols : {32, 96, 200, 512, 513, 544, 2560}) {
             if (f == DenseFormat::Q8_0 && cols % 32 != 0) continue;
             for (int rows : {3, 13, 70}) {
                 const uint32_t seed = 5u * cols + rows;

@@ -60,12 +60,14 @@ CpuFeatures detect() {
         f.avx512_bf16 = f.avx512 && (a1 & (1u << 5));
         f.avx_vnni = f.avx2 && (a1 & (1u << 4));
     }
-    const bool amx_tile = edx & (1u << 24), amx_int8 = edx & (1u << 25);
+    const bool amx_tile = edx & (1u << 24), amx_int8 = edx & (1u << 25),
+               amx_bf16 = edx & (1u << 22);
     const bool tile_state = (xcr0 & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
     // Every CPU with AMX has GFNI, which the AMX level's code extraction uses (see
     // avx512vnni_gfni_kernels); a hypervisor could still hide it.
     const bool gfni = ecx & (1u << 8);
-    f.amx_int8 = f.avx512_vnni && gfni && amx_tile && amx_int8 && tile_state && amx_permitted();
+    f.amx =
+        f.avx512_vnni && gfni && amx_tile && amx_int8 && amx_bf16 && tile_state && amx_permitted();
     return f;
 }
 #else

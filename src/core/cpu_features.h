@@ -9,9 +9,10 @@ struct CpuFeatures {
     bool avx512 = false;    // F + BW + DQ + VL, and the OS saves the ZMM state
     bool avx512_vnni = false;
     bool avx512_bf16 = false;
-    // AMX tiles with int8 products, and the OS lets this process use them (Linux grants the
-    // 8 KB of tile state per process on request; detection makes that request); with GFNI.
-    bool amx_int8 = false;
+    // AMX tiles with int8 and bf16 products, and the OS lets this process use them (Linux
+    // grants the 8 KB of tile state per process on request; detection makes that request);
+    // with GFNI.
+    bool amx = false;
     // GenuineIntel: its cores stream weights from memory best with more loads in flight than
     // their hardware prefetchers give a lone stream (kernels.h, weights_stream_wants_help).
     bool intel = false;

@@ -9,7 +9,7 @@ void EngineFlags::add_to(CLI::App& app) {
     app.add_option("-t,--threads", threads, "worker threads (0: every available core)")
         ->check(CLI::NonNegativeNumber);
     app.add_option("--kernel", kernel,
-                   "CPU kernel level: auto, scalar, avx2, avx512, avx512vnni, amx")
+                   "CPU kernel level: auto, scalar, avx2, avxvnni, avx512, avx512vnni, amx")
         ->check(
             CLI::IsMember({"auto", "scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "amx"}));
     app.add_option("--kv-cache", kv_cache,

@@ -7,7 +7,7 @@
 namespace bitnet::cpu {
 
 size_t dense_groups_bytes(int rows, int cols, size_t elem_bytes) {
-    if (rows < kDenseGroupRows || cols % 16 != 0) return 0;
+    if (rows < kDenseGroupRows || cols % 16 != 0 || cols > kDenseGroupMaxCols) return 0;
     return static_cast<size_t>(rows / kDenseGroupRows) * kDenseGroupRows * cols * elem_bytes;
 }
 

@@ -98,7 +98,7 @@ bool isa_supported(Isa isa) {
         case Isa::AVX512VNNI:
             return f.avx512_vnni;
         case Isa::AMX:
-            return f.amx_int8;
+            return f.amx;
     }
     return false;
 }

@@ -172,14 +172,17 @@ BITNET_KERNEL_INLINE static void for_activation_blocks(const QuantizedActivation
     }
 }
 
-// Dense row groups: a second copy of a small f32 or bf16 head (columns a multiple of 16), read by
-// the AVX-512 head kernel. Rows [0, rows / 16 * 16) go in groups of kDenseGroupRows, and a
-// 64-byte line holds one dword of each of the group's sixteen rows: with f32, line c is column
-// c; with bf16, line c holds columns 2c (low half) and 2c + 1 (high half). Group g starts
-// g * 16 * cols elements in. A broadcast activation times a line then adds
-// into sixteen rows' sums at once, with nothing to reduce across lanes; a small model's head
+// Dense row groups: a second copy of a small f32 or bf16 head (columns a multiple of 16, at most
+// kDenseGroupMaxCols of them), read by the AVX-512 head kernel. Rows [0, rows / 16 * 16) go in
+// groups of kDenseGroupRows, and a 64-byte line holds one dword of each of the group's sixteen
+// rows: with f32, line c is column c; with bf16, line c holds columns 2c (low half) and 2c + 1
+// (high half). Group g starts g * 16 * cols elements in. A broadcast activation times a line then
+// adds into sixteen rows' sums at once, with nothing to reduce across lanes; a small model's head
 // spent about half its time in those reductions and in widening bf16 halves.
 inline constexpr int kDenseGroupRows = 16;
+// Longer rows spend little in those reductions, and at the AMX level a bf16 head of longer rows
+// runs on tiles, whose sums would not have the groups' bits.
+inline constexpr int kDenseGroupMaxCols = 512;
 
 // KV cache element types. I8 rows hold int8 values and one float scale each (a row: the
 // head_dim values of one position of one head), quantised as quantize_row_i8 quantises
@@ -247,7 +250,13 @@ struct KernelTable {
                          const QuantizedActivations& x, float* y, int ldy);
 
     // Dense float32 accumulation over weights stored as f32 or bf16 ([rows, k] row-major), for
-    // the lm_head: y[m * ldy + r] = sum_k x[m * ldx + k] * w[r][k].
+    // the lm_head: y[m * ldy + r] = sum_k x[m * ldx + k] * w[r][k]. At every level a row's bits
+    // do not depend on m or on the range [r_begin, r_end) (speculative decoding's verified
+    // drafts must pick the tokens plain decoding picks). The AMX level sums bf16 rows of more
+    // than kDenseGroupMaxCols columns, a multiple of 32, on tiles: each activation goes in as
+    // three bf16 values (x rounded to bf16, what that left rounded, and what remains), whose
+    // sum is x and whose products with a bf16 weight are exact in float; finite activations
+    // only (an infinite one gives NaN).
     void (*dense_gemm_f32)(const float* w, int k, int r_begin, int r_end, const float* x, int m,
                            int ldx, float* y, int ldy);
     void (*dense_gemm_bf16)(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
