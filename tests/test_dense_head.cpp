@@ -373,16 +373,24 @@ TEST_P(HeadKernelTest, Int8I8rIsExact) {
 }
 
 TEST_P(HeadKernelTest, Int8I8rManyActivationRows) {
-    // Past 256 rows the kernels take activation rows in groups (their sums live on the stack).
-    std::mt19937 rng(5);
-    std::uniform_int_distribution<int> wdist(-128, 127), xdist(-127, 127);
-    const int rows = 9, cols = 65, n = 261, ldx = cols + 3;
-    std::vector<int8_t> w(static_cast<size_t>(rows) * cols), xq(static_cast<size_t>(n) * ldx);
-    for (int8_t& v : w) v = static_cast<int8_t>(wdist(rng));
-    for (int8_t& v : xq) v = static_cast<int8_t>(xdist(rng));
-    const std::vector<float> row_scale = random_floats(rows, 13u, 0.01f, 0.1f);
-    const std::vector<float> x_scale = random_floats(n, 14u, 0.01f, 0.1f);
-    check_int8_head(k(), w, row_scale, rows, cols, xq, x_scale, n, ldx, 1);
+    // Past 256 rows the kernels take activation rows in groups (their sums live on the stack);
+    // the AMX level's tiles (rows of more than 512 columns, a multiple of 64) take sixteen
+    // activation rows a tile, two tiles at a time, and head rows in blocks of sixteen.
+    struct Shape {
+        int rows, cols, n;
+    };
+    for (const Shape& s : {Shape{9, 65, 261}, Shape{70, 640, 37}}) {
+        std::mt19937 rng(5);
+        std::uniform_int_distribution<int> wdist(-128, 127), xdist(-127, 127);
+        const int ldx = s.cols + 3;
+        std::vector<int8_t> w(static_cast<size_t>(s.rows) * s.cols),
+            xq(static_cast<size_t>(s.n) * ldx);
+        for (int8_t& v : w) v = static_cast<int8_t>(wdist(rng));
+        for (int8_t& v : xq) v = static_cast<int8_t>(xdist(rng));
+        const std::vector<float> row_scale = random_floats(s.rows, 13u, 0.01f, 0.1f);
+        const std::vector<float> x_scale = random_floats(s.n, 14u, 0.01f, 0.1f);
+        check_int8_head(k(), w, row_scale, s.rows, s.cols, xq, x_scale, s.n, ldx, 1);
+    }
 }
 
 TEST_P(HeadKernelTest, Int8I8rExtremes) {

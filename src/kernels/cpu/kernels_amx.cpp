@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/ternary_panels_avx512.h"
 
@@ -76,20 +78,19 @@ struct AmxScratch {
     }
 };
 
-// Activation rows [0, x.rows) as B tiles: group j of sixteen rows, step t (64 columns) is the
-// tile at (j * ksteps + t) * 1024, whose row g holds columns 4g .. 4g + 3 of each of the sixteen
-// activation rows (zero past x.rows).
-void tile_activations(const QuantizedActivations& x, int ksteps, int8_t* out) {
-    const size_t stride = static_cast<size_t>(x.stride);
-    for (int j = 0; j * kTileRows < x.rows; ++j) {
+// Int8 activation rows [0, rows) (row i at q + i * stride) as B tiles: group j of sixteen rows,
+// step t (64 columns) is the tile at (j * ksteps + t) * 1024, whose row g holds columns 4g ..
+// 4g + 3 of each of the sixteen activation rows (zero past rows).
+void tile_activations(const int8_t* q, int rows, size_t stride, int ksteps, int8_t* out) {
+    for (int j = 0; j * kTileRows < rows; ++j) {
         const int m0 = j * kTileRows;
-        const int rows = x.rows - m0 < kTileRows ? x.rows - m0 : kTileRows;
+        const int n = rows - m0 < kTileRows ? rows - m0 : kTileRows;
         for (int t = 0; t < ksteps; ++t) {
             __m512i in[16], tr[16];
 #pragma GCC unroll 16
             for (int i = 0; i < 16; ++i) {
-                in[i] = i < rows ? _mm512_loadu_si512(x.q + (m0 + i) * stride + t * kTileBytes)
-                                 : _mm512_setzero_si512();
+                in[i] = i < n ? _mm512_loadu_si512(q + (m0 + i) * stride + t * kTileBytes)
+                              : _mm512_setzero_si512();
             }
             transpose16_epi32(in, tr);
             int8_t* tile = out + (static_cast<size_t>(j) * ksteps + t) * kTileRows * kTileBytes;
@@ -134,7 +135,7 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
                           static_cast<size_t>(groups) * ksteps * tile_bytes)) {
         return false;
     }
-    tile_activations(x, ksteps, scratch.acts);
+    tile_activations(x.q, x.rows, static_cast<size_t>(x.stride), ksteps, scratch.acts);
     int8_t* const codes0 = scratch.codes;
     int8_t* const codes1 = scratch.codes + kTileRows * panel_row;
     static const TileConfig config = full_tiles();
@@ -228,29 +229,21 @@ void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const Quan
         });
 }
 
-// ---- bf16 heads on tiles ----------------------------------------------------------------
+// ---- heads on tiles: bf16, and int8 rows with int8 activations ----------------------------
 
-// One TDPBF16PS multiplies sixteen matrix rows by sixteen columns of bf16 pairs over 32 columns
-// of k. The matrix rows are the A tiles, loaded straight from the row-major head (64 bytes of
-// each of sixteen rows); the activations, split into three bf16 parts (kernels.h), are the B
-// tiles: C column j holds activation row j's sums over its high parts, column 5 + j over its
-// middle parts and 10 + j over its low parts. A row's sum is then one chain over k in the tile
-// unit whatever the other rows and columns are, so the bits do not depend on m or on where a
-// range starts. Two parts (8 activation rows a tile) left the 41M-weight model's logits 1.2e-6
-// (relative L2) from float's; three give float's precision, and the tile unit has time to spare
-// for them: it waits on the weights from memory.
-constexpr int kBf16Step = 32;  // columns of k a tile row holds
-// The A tiles read sixteen rows side by side, more streams than the hardware prefetchers follow:
-// each step fetches the lines of the step this many ahead into L1. A single activation row read
-// a 2B head (656 MB) from memory at 12.2-12.5 GB/s a core without it (as fast as the AVX-512
-// rows), 13.6-14.2 with it; fetching the next 32 rows into L2 as the ternary tiles do read at 9.
-constexpr int kBf16Ahead = 2;
-constexpr int kBf16Parts = 3;                             // of an activation
-constexpr int kActsPerBf16Tile = kTileRows / kBf16Parts;  // activation rows a B tile holds
-
-inline bool bf16_on_tiles(int k) {
-    return k > kDenseGroupMaxCols && k % kBf16Step == 0;
-}
+// One tile product multiplies sixteen head rows (A, loaded straight from the row-major head: 64
+// bytes of each of sixteen rows) by sixteen columns of B holding the activations, over 64 bytes
+// of each row (32 bf16 or 64 int8 columns). A row's sum is then one chain over k in the tile
+// unit, whatever the other rows and columns are, so its bits do not depend on m or on where a
+// range starts. A tile product into the C tile of the product before it ran at 7 ns on the
+// Emerald Rapids VM, into four C tiles in turn at 15-17 ns each; the loads of its A and B tiles
+// (1 KB each from L1) took another 11-13 ns.
+//
+// bf16: the activations go in as three bf16 parts (kernels.h), in B columns j, 5 + j and 10 + j
+// for activation row j; two parts (eight rows a tile) left a 41M-weight model's logits 1.2e-6
+// (relative L2) from float's, three give float's precision, and the tile unit has time for
+// them: it waits on the weights from memory. Int8 (I8R): sixteen activation rows a tile, exact
+// int32 sums (TDPBSSD), so the same bits as every other level.
 
 // u + 0x7fff + (bit 16 of u): the upper halves are the floats rounded to bf16, nearest even.
 inline __m512i bf16_rounding_bits(__m512 v) {
@@ -258,6 +251,8 @@ inline __m512i bf16_rounding_bits(__m512 v) {
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd);
 }
+
+constexpr int kBf16Parts = 3;  // of an activation
 
 // The 32 floats at x as three bf16 parts, sixteen pairs each: dword p of parts[q] holds columns
 // 2p (low half) and 2p + 1. Part 0 is x rounded to bf16, part 1 what that left rounded, part 2
@@ -279,43 +274,18 @@ inline void split_bf16_pairs(const float* x, __m512i* parts) {
     }
 }
 
-// Activation rows [0, m) as B tiles: group g of five rows, step t (32 columns) is the tile at
-// (g * ksteps + t) * 1024, whose row p holds columns 2p, 2p + 1 of part q of activation row j
-// in dword 5q + j, zero past m (and dword 15).
-void tile_bf16_activations(const float* x, int m, int ldx, int ksteps, uint16_t* out) {
-    for (int g = 0; g * kActsPerBf16Tile < m; ++g) {
-        const int m0 = g * kActsPerBf16Tile;
-        const int rows = min_int(m - m0, kActsPerBf16Tile);
-        for (int t = 0; t < ksteps; ++t) {
-            __m512i in[16], tr[16];
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; ++i) in[i] = _mm512_setzero_si512();
-            for (int j = 0; j < rows; ++j) {
-                __m512i parts[kBf16Parts];
-                split_bf16_pairs(x + static_cast<size_t>(m0 + j) * ldx + t * kBf16Step, parts);
-#pragma GCC unroll 3
-                for (int q = 0; q < kBf16Parts; ++q) in[q * kActsPerBf16Tile + j] = parts[q];
-            }
-            transpose16_epi32(in, tr);
-            uint16_t* tile = out + (static_cast<size_t>(g) * ksteps + t) * kTileRows * kBf16Step;
-#pragma GCC unroll 16
-            for (int p = 0; p < 16; ++p) _mm512_store_si512(tile + p * kBf16Step, tr[p]);
-        }
-    }
-}
-
-// Sixteen matrix rows of a call: C rows [first, first + count) are matrix rows [row, row +
-// count), read from a (sixteen rows of lda bytes).
-struct Bf16Block {
-    const uint16_t* a = nullptr;
+// Sixteen head rows of a call: C rows [first, first + count) are head rows [row, row + count),
+// read from a (sixteen rows of row_bytes bytes).
+struct HeadBlock {
+    const char* a = nullptr;
     int row = 0, first = 0, count = 0;
 };
 
-// Matrix rows [b, b + 16) ∩ [.., r_end), read from the head itself: a block that would pass
-// r_end starts 16 rows before it instead (rows below r_begin exist; their sums are dropped).
-// A head of fewer than sixteen rows comes from `small`, a zero-padded copy.
-inline Bf16Block bf16_block(const uint16_t* w, int k, int b, int r_end, const uint16_t* small) {
-    Bf16Block blk;
+// Head rows [b, b + 16) ∩ [.., r_end), read from the head itself: a block that would pass r_end
+// starts 16 rows before it instead (rows below r_begin exist; their sums are dropped). A head of
+// fewer than sixteen rows comes from `small`, a zero-padded copy.
+inline HeadBlock head_block(const char* w, size_t row_bytes, int b, int r_end, const char* small) {
+    HeadBlock blk;
     blk.row = b;
     blk.count = min_int(r_end - b, kTileRows);
     if (small != nullptr) {
@@ -323,39 +293,141 @@ inline Bf16Block bf16_block(const uint16_t* w, int k, int b, int r_end, const ui
         blk.first = b;
     } else {
         const int start = b + kTileRows <= r_end ? b : r_end - kTileRows;
-        blk.a = w + static_cast<size_t>(start) * k;
+        blk.a = w + static_cast<size_t>(start) * row_bytes;
         blk.first = b - start;
     }
     return blk;
 }
 
-// C (sixteen matrix rows by five activation rows' three parts) into y: y[m0 + j][row + i] =
-// c[first + i][j] + (c[first + i][5 + j] + c[first + i][10 + j]).
-inline void store_bf16_tile(const float* c, const Bf16Block& blk, int m0, int m_rows, float* y,
-                            int ldy) {
-    __m512i rows[16], cols[16];
+inline __mmask16 block_lanes(const HeadBlock& blk) {
+    return static_cast<__mmask16>(((1u << blk.count) - 1) << blk.first);
+}
+
+// C (sixteen rows of sixteen dwords) as its sixteen columns, each over the sixteen C rows.
+inline void tile_columns(const void* c, __m512i* cols) {
+    __m512i rows[16];
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) rows[i] = _mm512_castps_si512(_mm512_load_ps(c + i * kTileRows));
-    transpose16_epi32(rows, cols);  // cols[j]: column j over the sixteen C rows
-    const __mmask16 keep = static_cast<__mmask16>(((1u << blk.count) - 1) << blk.first);
-    for (int j = 0; j < m_rows; ++j) {
-        const __m512 sum =
-            _mm512_add_ps(_mm512_castsi512_ps(cols[j]),
-                          _mm512_add_ps(_mm512_castsi512_ps(cols[kActsPerBf16Tile + j]),
-                                        _mm512_castsi512_ps(cols[2 * kActsPerBf16Tile + j])));
-        // Lane first + i is matrix row row + i: the store starts first rows before row.
-        _mm512_mask_storeu_ps(y + static_cast<size_t>(m0 + j) * ldy + blk.row - blk.first, keep,
-                              sum);
+    for (int i = 0; i < 16; ++i)
+        rows[i] = _mm512_load_si512(static_cast<const char*>(c) + i * kTileBytes);
+    transpose16_epi32(rows, cols);
+}
+
+struct Bf16Head {
+    using Weight = uint16_t;
+    static constexpr int kStep = 32;  // columns of k a tile row holds
+    static constexpr int kActsPerTile = kTileRows / kBf16Parts;
+    const float* x;
+    int ldx;
+
+    static bool takes(int k) { return k > kDenseGroupMaxCols && k % kStep == 0; }
+
+    // Activation rows [0, m) as B tiles: group g of five rows, step t (32 columns) is the tile at
+    // (g * ksteps + t) * 1024, whose row p holds columns 2p, 2p + 1 of part q of activation row
+    // j in dword 5q + j, zero past m (and dword 15).
+    void tile_acts(int m, int ksteps, int8_t* out) const {
+        for (int g = 0; g * kActsPerTile < m; ++g) {
+            const int m0 = g * kActsPerTile;
+            const int rows = min_int(m - m0, kActsPerTile);
+            for (int t = 0; t < ksteps; ++t) {
+                __m512i in[16], tr[16];
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) in[i] = _mm512_setzero_si512();
+                for (int j = 0; j < rows; ++j) {
+                    __m512i parts[kBf16Parts];
+                    split_bf16_pairs(x + static_cast<size_t>(m0 + j) * ldx + t * kStep, parts);
+#pragma GCC unroll 3
+                    for (int q = 0; q < kBf16Parts; ++q) in[q * kActsPerTile + j] = parts[q];
+                }
+                transpose16_epi32(in, tr);
+                int8_t* tile = out + (static_cast<size_t>(g) * ksteps + t) * kTileRows * kTileBytes;
+#pragma GCC unroll 16
+                for (int p = 0; p < 16; ++p) _mm512_store_si512(tile + p * kTileBytes, tr[p]);
+            }
+        }
+    }
+
+    // y[m0 + j][row + i] = c[first + i][j] + (c[first + i][5 + j] + c[first + i][10 + j]).
+    void store(const void* c, const HeadBlock& blk, int m0, int m_rows, float* y, int ldy) const {
+        __m512i cols[16];
+        tile_columns(c, cols);
+        for (int j = 0; j < m_rows; ++j) {
+            const __m512 sum =
+                _mm512_add_ps(_mm512_castsi512_ps(cols[j]),
+                              _mm512_add_ps(_mm512_castsi512_ps(cols[kActsPerTile + j]),
+                                            _mm512_castsi512_ps(cols[2 * kActsPerTile + j])));
+            // Lane first + i is head row row + i: the store starts first rows before row.
+            _mm512_mask_storeu_ps(y + static_cast<size_t>(m0 + j) * ldy + blk.row - blk.first,
+                                  block_lanes(blk), sum);
+        }
+    }
+};
+
+struct Int8Head {
+    using Weight = int8_t;
+    static constexpr int kStep = 64;
+    static constexpr int kActsPerTile = kTileRows;
+    const int8_t* xq;
+    const float* x_scale;
+    const float* row_scale;
+    int ldx;
+
+    static bool takes(int k) { return k > kDenseGroupMaxCols && k % kStep == 0; }
+
+    void tile_acts(int m, int ksteps, int8_t* out) const {
+        tile_activations(xq, m, static_cast<size_t>(ldx), ksteps, out);
+    }
+
+    // y[m0 + j][row + i] = (float(c[first + i][j]) * row_scale[row + i]) * x_scale[m0 + j].
+    void store(const void* c, const HeadBlock& blk, int m0, int m_rows, float* y, int ldy) const {
+        __m512i cols[16];
+        tile_columns(c, cols);
+        const __mmask16 keep = block_lanes(blk);
+        const __m512 scale = _mm512_maskz_loadu_ps(keep, row_scale + blk.row - blk.first);
+        for (int j = 0; j < m_rows; ++j) {
+            const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(cols[j]), scale),
+                                           _mm512_set1_ps(x_scale[m0 + j]));
+            _mm512_mask_storeu_ps(y + static_cast<size_t>(m0 + j) * ldy + blk.row - blk.first, keep,
+                                  v);
+        }
+    }
+};
+
+// C0 += A4 x B6 and C1 += A5 x B6 (first), or C2 += A4 x B7 and C3 += A5 x B7. The tile
+// intrinsics take their tile numbers as literal text, not as template arguments.
+template <class Head, bool kFirst>
+inline void head_tile_products() {
+    if constexpr (std::is_same_v<Head, Bf16Head>) {
+        if constexpr (kFirst) {
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+        } else {
+            _tile_dpbf16ps(2, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    } else if constexpr (kFirst) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 5, 6);
+    } else {
+        _tile_dpbssd(2, 4, 7);
+        _tile_dpbssd(3, 5, 7);
     }
 }
 
-// False, having done nothing, when its scratch could not be allocated.
-bool dense_gemm_bf16_tiles(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
-                           int ldx, float* y, int ldy) {
-    const int ksteps = k / kBf16Step;
+// The A tiles read sixteen rows side by side, more streams than the hardware prefetchers follow:
+// each step fetches the lines of the step this many ahead into L1. A single activation row read
+// a bf16 2B head (656 MB) from memory at 12.2-12.5 GB/s a core without it (as fast as the AVX-512
+// rows), 13.6-14.2 with it; fetching the next 32 rows into L2 as the ternary tiles do read at 9.
+constexpr int kHeadAhead = 2;
+
+// Head rows [r_begin, r_end) (k columns of Head::Weight) by m activation rows into y. False,
+// having done nothing, when its scratch could not be allocated.
+template <class Head>
+bool head_tiles(const Head& head, const typename Head::Weight* w, int k, int r_begin, int r_end,
+                int m, float* y, int ldy) {
+    const int ksteps = k / Head::kStep;
     const size_t tile_bytes = kTileRows * kTileBytes;
-    const int groups = (m + kActsPerBf16Tile - 1) / kActsPerBf16Tile;
-    const size_t row_bytes = static_cast<size_t>(k) * 2;
+    const int groups = (m + Head::kActsPerTile - 1) / Head::kActsPerTile;
+    const size_t row_bytes = static_cast<size_t>(k) * sizeof(typename Head::Weight);
     const bool small = r_end < kTileRows;
     thread_local AmxScratch scratch;
     if (!AmxScratch::grow(scratch.acts, scratch.acts_bytes,
@@ -363,66 +435,63 @@ bool dense_gemm_bf16_tiles(const uint16_t* w, int k, int r_begin, int r_end, con
         (small && !AmxScratch::grow(scratch.codes, scratch.codes_bytes, kTileRows * row_bytes))) {
         return false;
     }
-    uint16_t* const acts = reinterpret_cast<uint16_t*>(scratch.acts);
-    tile_bf16_activations(x, m, ldx, ksteps, acts);
-    const uint16_t* small_copy = nullptr;
+    head.tile_acts(m, ksteps, scratch.acts);
+    const char* const base = reinterpret_cast<const char*>(w);
+    const char* small_copy = nullptr;
     if (small) {
         memset(scratch.codes, 0, kTileRows * row_bytes);
-        memcpy(scratch.codes, w, static_cast<size_t>(r_end) * row_bytes);
-        small_copy = reinterpret_cast<const uint16_t*>(scratch.codes);
+        memcpy(scratch.codes, base, static_cast<size_t>(r_end) * row_bytes);
+        small_copy = reinterpret_cast<const char*>(scratch.codes);
     }
     static const TileConfig config = full_tiles();
     _tile_loadconfig(&config);
-    alignas(64) float c[4][kTileRows * kTileRows];
+    alignas(64) int32_t c[4][kTileRows * kTileRows];
     for (int r = r_begin; r < r_end; r += 2 * kTileRows) {
-        const Bf16Block blk0 = bf16_block(w, k, r, r_end, small_copy);
+        const HeadBlock blk0 = head_block(base, row_bytes, r, r_end, small_copy);
         // A lone last block runs its tile twice over (cheaper than a loop of its own).
         const bool two = r + kTileRows < r_end;
-        const Bf16Block blk1 = two ? bf16_block(w, k, r + kTileRows, r_end, small_copy) : blk0;
+        const HeadBlock blk1 =
+            two ? head_block(base, row_bytes, r + kTileRows, r_end, small_copy) : blk0;
         for (int g = 0; g < groups; g += 2) {
-            const uint16_t* b0 = acts + static_cast<size_t>(g) * ksteps * kTileRows * kBf16Step;
-            const uint16_t* b1 = b0 + static_cast<size_t>(ksteps) * kTileRows * kBf16Step;
+            const int8_t* b0 = scratch.acts + static_cast<size_t>(g) * ksteps * tile_bytes;
+            const int8_t* b1 = b0 + static_cast<size_t>(ksteps) * tile_bytes;
             const bool pair = g + 1 < groups;
             _tile_zero(0);
             _tile_zero(1);
             _tile_zero(2);
             _tile_zero(3);
             for (int t = 0; t < ksteps; ++t) {
-                if (t + kBf16Ahead < ksteps) {
-                    const char* a0 =
-                        reinterpret_cast<const char*>(blk0.a + (t + kBf16Ahead) * kBf16Step);
-                    const char* a1 =
-                        reinterpret_cast<const char*>(blk1.a + (t + kBf16Ahead) * kBf16Step);
+                if (t + kHeadAhead < ksteps) {
+                    const char* a0 = blk0.a + (t + kHeadAhead) * kTileBytes;
+                    const char* a1 = blk1.a + (t + kHeadAhead) * kTileBytes;
 #pragma GCC unroll 16
                     for (int i = 0; i < kTileRows; ++i) {
                         _mm_prefetch(a0 + i * row_bytes, _MM_HINT_T0);
                         _mm_prefetch(a1 + i * row_bytes, _MM_HINT_T0);
                     }
                 }
-                _tile_loadd(4, blk0.a + t * kBf16Step, row_bytes);
-                _tile_loadd(5, blk1.a + t * kBf16Step, row_bytes);
-                _tile_loadd(6, b0 + t * kTileRows * kBf16Step, kTileBytes);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 5, 6);
+                _tile_loadd(4, blk0.a + t * kTileBytes, row_bytes);
+                _tile_loadd(5, blk1.a + t * kTileBytes, row_bytes);
+                _tile_loadd(6, b0 + t * tile_bytes, kTileBytes);
+                head_tile_products<Head, true>();
                 if (pair) {
-                    _tile_loadd(7, b1 + t * kTileRows * kBf16Step, kTileBytes);
-                    _tile_dpbf16ps(2, 4, 7);
-                    _tile_dpbf16ps(3, 5, 7);
+                    _tile_loadd(7, b1 + t * tile_bytes, kTileBytes);
+                    head_tile_products<Head, false>();
                 }
             }
             _tile_stored(0, c[0], kTileBytes);
             _tile_stored(1, c[1], kTileBytes);
-            const int m0 = g * kActsPerBf16Tile;
-            const int m_rows0 = min_int(m - m0, kActsPerBf16Tile);
-            store_bf16_tile(c[0], blk0, m0, m_rows0, y, ldy);
-            if (two) store_bf16_tile(c[1], blk1, m0, m_rows0, y, ldy);
+            const int m0 = g * Head::kActsPerTile;
+            const int m_rows0 = min_int(m - m0, Head::kActsPerTile);
+            head.store(c[0], blk0, m0, m_rows0, y, ldy);
+            if (two) head.store(c[1], blk1, m0, m_rows0, y, ldy);
             if (pair) {
                 _tile_stored(2, c[2], kTileBytes);
                 _tile_stored(3, c[3], kTileBytes);
-                const int m1 = m0 + kActsPerBf16Tile;
-                const int m_rows1 = min_int(m - m1, kActsPerBf16Tile);
-                store_bf16_tile(c[2], blk0, m1, m_rows1, y, ldy);
-                if (two) store_bf16_tile(c[3], blk1, m1, m_rows1, y, ldy);
+                const int m1 = m0 + Head::kActsPerTile;
+                const int m_rows1 = min_int(m - m1, Head::kActsPerTile);
+                head.store(c[2], blk0, m1, m_rows1, y, ldy);
+                if (two) head.store(c[3], blk1, m1, m_rows1, y, ldy);
             }
         }
     }
@@ -430,13 +499,23 @@ bool dense_gemm_bf16_tiles(const uint16_t* w, int k, int r_begin, int r_end, con
     return true;
 }
 
+// The fallbacks depend on k alone (and on memory running out), so a row's bits stay the same
+// for every m and range.
 void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
                      int ldx, float* y, int ldy) {
     if (r_begin >= r_end || m <= 0) return;
-    // The fallback depends on k alone (and on memory running out), so a row's bits stay the
-    // same for every m and range.
-    if (!bf16_on_tiles(k) || !dense_gemm_bf16_tiles(w, k, r_begin, r_end, x, m, ldx, y, ldy))
+    if (!Bf16Head::takes(k) || !head_tiles(Bf16Head{x, ldx}, w, k, r_begin, r_end, m, y, ldy))
         avx512vnni_gfni_kernels()->dense_gemm_bf16(w, k, r_begin, r_end, x, m, ldx, y, ldy);
+}
+
+void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
+                   const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
+    if (r_begin >= r_end || m <= 0) return;
+    if (!Int8Head::takes(k) ||
+        !head_tiles(Int8Head{xq, x_scale, row_scale, ldx}, w, k, r_begin, r_end, m, y, ldy)) {
+        avx512vnni_gfni_kernels()->int8_gemm_i8r(w, row_scale, k, r_begin, r_end, xq, x_scale, m,
+                                                 ldx, y, ldy);
+    }
 }
 
 }  // namespace
@@ -448,6 +527,7 @@ const KernelTable* amx_kernels() {
         t.name = "amx";
         t.ternary_gemm = ternary_gemm;
         t.dense_gemm_bf16 = dense_gemm_bf16;
+        t.int8_gemm_i8r = int8_gemm_i8r;
         return t;
     }();
     return &table;
