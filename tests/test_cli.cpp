@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bitnet/tokenizer.h"
+#include "model/format/gguf.h"
 #include "model/format/safetensors.h"
 #include "test_support.h"
 
@@ -411,6 +412,24 @@ TEST_F(CliTest, ConvertWritesTheGivenTokenizer) {
     const auto original = Tokenizer::load(model_dir("tiny-packed"));
     const std::string text = "Hello world, the quick brown fox.";
     EXPECT_EQ(from_gguf->encode(text, false), original->encode(text, false));
+}
+
+// --embedding f32 writes F32 (ggml type 0, which once also meant "keep the source's type": a bf16
+// checkpoint kept bf16).
+TEST_F(CliTest, ConvertWritesTheEmbeddingTypeAskedFor) {
+    for (const char* type : {"f32", "bf16", "f16", "keep"}) {
+        const std::string out = (dir_ / (std::string("embedding-") + type + ".gguf")).string();
+        const RunResult r =
+            run({"convert", model_dir("tiny-packed"), out, "--embedding", type, "-q"});
+        ASSERT_EQ(r.code(), 0) << r.err;
+        const gguf::File file(out);
+        const gguf::TensorEntry* embd = file.find_tensor("token_embd.weight");
+        ASSERT_NE(embd, nullptr);
+        const uint32_t want = std::string(type) == "f32"   ? gguf::GGML_F32
+                              : std::string(type) == "f16" ? gguf::GGML_F16
+                                                           : gguf::GGML_BF16;  // the source's
+        EXPECT_EQ(embd->type, want) << type;
+    }
 }
 
 TEST_F(CliTest, ConvertRejectsATokenizerLargerThanTheModel) {

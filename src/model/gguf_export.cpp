@@ -190,8 +190,7 @@ void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& 
     w.set_f32(p + "rope.freq_base", c.rope_theta);
     if (vocab != nullptr) add_gguf_vocab_metadata(*vocab, w);
 
-    const uint32_t embd_type =
-        o.embedding_type ? o.embedding_type : gguf_type_of(W.embedding.format);
+    const uint32_t embd_type = o.embedding_type.value_or(gguf_type_of(W.embedding.format));
     w.add_tensor("token_embd.weight", {c.hidden_size, c.vocab_size}, embd_type,
                  encode_dense(W.embedding, embd_type, "token_embd.weight"));
     auto norm = [&](const std::string& name, const std::vector<float>& v) {
@@ -201,9 +200,8 @@ void export_gguf(const Model& model, const GgufVocab* vocab, const std::string& 
     };
     norm("output_norm.weight", W.final_norm);
     if (!W.tied) {
-        const uint32_t out_type = o.output_type      ? o.output_type
-                                  : o.embedding_type ? o.embedding_type
-                                                     : gguf_type_of(W.lm_head_own.format);
+        const uint32_t out_type =
+            o.output_type.value_or(o.embedding_type.value_or(gguf_type_of(W.lm_head_own.format)));
         w.add_tensor("output.weight", {c.hidden_size, c.vocab_size}, out_type,
                      encode_dense(W.lm_head_own, out_type, "output.weight"));
     }

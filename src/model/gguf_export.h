@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "bitnet/model.h"
@@ -17,9 +18,10 @@ struct GgufVocab;
 
 struct GgufExportOptions {
     uint32_t ternary_type = gguf::BITNET_T2;  // TQ1_0, TQ2_0, I2_S, BITNET_T2, BITNET_T5
-    uint32_t embedding_type = 0;              // F32, F16, BF16, Q8_0, BITNET_I8R; 0: keep
-    uint32_t output_type = 0;                 // untied models only; 0: like the embedding
-    std::string name;                         // general.name; empty: the source's
+    // F32, F16, BF16, Q8_0, BITNET_I8R; none: keep the model's. (Not 0 for keep: 0 is F32.)
+    std::optional<uint32_t> embedding_type;
+    std::optional<uint32_t> output_type;  // untied models only; none: like the embedding
+    std::string name;                     // general.name; empty: the source's
     // Called with (bytes written, bytes in all) while the file is written.
     std::function<void(uint64_t, uint64_t)> progress;
 };

@@ -93,8 +93,8 @@ void run_convert(ConvertArgs a) {
     if (a.output.empty()) throw Error(ErrorCode::InvalidArgument, "convert: no output file given");
     GgufExportOptions o;
     o.ternary_type = parse_ternary_type(a.type);
-    o.embedding_type = a.embedding == "keep" ? 0 : parse_dense_type(a.embedding);
-    o.output_type = a.output_head == "keep" ? 0 : parse_dense_type(a.output_head);
+    if (a.embedding != "keep") o.embedding_type = parse_dense_type(a.embedding);
+    if (a.output_head != "keep") o.output_type = parse_dense_type(a.output_head);
     const Source src = open_source(a);
     o.name = a.name.empty() ? src.name : a.name;
     ProgressBar bar("writing " + a.output, !a.quiet);
