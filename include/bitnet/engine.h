@@ -36,8 +36,8 @@ enum class KVCacheType { F32, F16, BF16, I8 };
 const char* kv_cache_type_name(KVCacheType type) noexcept;
 
 // CPU kernel level; Auto picks the best the CPU supports (or the BITNET_CPU_ISA variable).
-// AMX: AVX-512 VNNI, with prompts' and batches' ternary products and bf16 heads on AMX tiles.
-// AVXVNNI: AVX2 with the 256-bit vpdpbusd of Intel clients from Alder Lake on.
+// AMX: AVX-512 VNNI, with prompts' and batches' ternary products and the bf16 and int8 heads on
+// AMX tiles. AVXVNNI: AVX2 with the 256-bit vpdpbusd of Intel clients from Alder Lake on.
 enum class CpuKernelLevel { Auto, Scalar, AVX2, AVX512, AVX512VNNI, AMX, AVXVNNI };
 
 struct EngineOptions {

@@ -251,12 +251,12 @@ struct KernelTable {
 
     // Dense float32 accumulation over weights stored as f32 or bf16 ([rows, k] row-major), for
     // the lm_head: y[m * ldy + r] = sum_k x[m * ldx + k] * w[r][k]. At every level a row's bits
-    // do not depend on m or on the range [r_begin, r_end) (speculative decoding's verified
-    // drafts must pick the tokens plain decoding picks). The AMX level sums bf16 rows of more
-    // than kDenseGroupMaxCols columns, a multiple of 32, on tiles: each activation goes in as
-    // three bf16 values (x rounded to bf16, what that left rounded, and what remains), whose
-    // sum is x and whose products with a bf16 weight are exact in float; finite activations
-    // only (an infinite one gives NaN).
+    // do not depend on m (speculative decoding's verified drafts must pick the tokens plain
+    // decoding picks). The AMX level sums bf16 rows of more than kDenseGroupMaxCols columns, a
+    // multiple of 32, on tiles (whose bits depend on neither m nor the range): each activation
+    // goes in as three bf16 values (x rounded to bf16, what that left rounded, and what
+    // remains), whose sum is x and whose products with a bf16 weight are exact in float; finite
+    // activations only (an infinite one gives NaN).
     void (*dense_gemm_f32)(const float* w, int k, int r_begin, int r_end, const float* x, int m,
                            int ldx, float* y, int ldy);
     void (*dense_gemm_bf16)(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
