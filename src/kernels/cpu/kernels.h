@@ -136,6 +136,20 @@ struct QuantizedActivations {
     }
 };
 
+// y[m + j][i] = float(dots[i * mt + j] - row_sum[m + j]) * out_scale[m + j] for an rt x mt tile
+// of ternary dot products (the codes are w + 1, so each dot exceeds w . x by the activation row's
+// sum): the last step of the SIMD levels' ternary tiles, after their lanes are reduced.
+BITNET_KERNEL_INLINE static void store_ternary_dots(const int32_t* dots, int rt, int mt,
+                                                    const QuantizedActivations& x, int m, float* y,
+                                                    int ldy) {
+    for (int j = 0; j < mt; ++j) {
+        const int32_t row_sum = x.row_sum[m + j];
+        const float scale = x.out_scale[m + j];
+        float* yr = y + static_cast<size_t>(m + j) * ldy;
+        for (int i = 0; i < rt; ++i) yr[i] = static_cast<float>(dots[i * mt + j] - row_sum) * scale;
+    }
+}
+
 // Activation bytes a GEMM keeps in L2 while every tile of matrix rows passes over them: half of
 // this CPU's L2 (512 KB where the OS does not say). The GEMMs take matrix rows in the outer loop
 // (each weight byte read from memory once), so past L2 (a long prompt: 1,024 rows of 2,560

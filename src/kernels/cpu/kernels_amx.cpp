@@ -57,8 +57,9 @@ TileConfig full_tiles() {
     return c;
 }
 
-// Scratch of one thread, grown as needed: the codes of 32 matrix rows, and a block of
-// activations in B tiles.
+// Scratch of one thread, grown as needed and shared by the kernels below: the codes of 32
+// matrix rows (or a head of fewer than sixteen rows, zero-padded), and a block of activations
+// in B tiles.
 struct AmxScratch {
     int8_t* codes = nullptr;
     int8_t* acts = nullptr;
@@ -77,6 +78,11 @@ struct AmxScratch {
         return p != nullptr;
     }
 };
+
+AmxScratch& thread_scratch() {
+    thread_local AmxScratch scratch;
+    return scratch;
+}
 
 // Int8 activation rows [0, rows) (row i at q + i * stride) as B tiles: group j of sixteen rows,
 // step t (64 columns) is the tile at (j * ksteps + t) * 1024, whose row g holds columns 4g ..
@@ -129,7 +135,7 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
     const size_t panel_row = static_cast<size_t>(ksteps) * kTileBytes;
     const size_t tile_bytes = kTileRows * kTileBytes;
     const int groups = (x.rows + kTileRows - 1) / kTileRows;  // of sixteen activation rows
-    thread_local AmxScratch scratch;
+    AmxScratch& scratch = thread_scratch();
     if (!AmxScratch::grow(scratch.codes, scratch.codes_bytes, 2 * kTileRows * panel_row) ||
         !AmxScratch::grow(scratch.acts, scratch.acts_bytes,
                           static_cast<size_t>(groups) * ksteps * tile_bytes)) {
@@ -319,8 +325,6 @@ struct Bf16Head {
     const float* x;
     int ldx;
 
-    static bool takes(int k) { return k > kDenseGroupMaxCols && k % kStep == 0; }
-
     // Activation rows [0, m) as B tiles: group g of five rows, step t (32 columns) is the tile at
     // (g * ksteps + t) * 1024, whose row p holds columns 2p, 2p + 1 of part q of activation row
     // j in dword 5q + j, zero past m (and dword 15).
@@ -371,8 +375,6 @@ struct Int8Head {
     const float* row_scale;
     int ldx;
 
-    static bool takes(int k) { return k > kDenseGroupMaxCols && k % kStep == 0; }
-
     void tile_acts(int m, int ksteps, int8_t* out) const {
         tile_activations(xq, m, static_cast<size_t>(ldx), ksteps, out);
     }
@@ -391,6 +393,13 @@ struct Int8Head {
         }
     }
 };
+
+// Heads of short rows stay on the AVX-512 kernels (and their row groups); a tile row takes whole
+// steps of 64 bytes.
+template <class Head>
+bool head_on_tiles(int k) {
+    return k > kDenseGroupMaxCols && k % Head::kStep == 0;
+}
 
 // C0 += A4 x B6 and C1 += A5 x B6 (first), or C2 += A4 x B7 and C3 += A5 x B7. The tile
 // intrinsics take their tile numbers as literal text, not as template arguments.
@@ -429,7 +438,7 @@ bool head_tiles(const Head& head, const typename Head::Weight* w, int k, int r_b
     const int groups = (m + Head::kActsPerTile - 1) / Head::kActsPerTile;
     const size_t row_bytes = static_cast<size_t>(k) * sizeof(typename Head::Weight);
     const bool small = r_end < kTileRows;
-    thread_local AmxScratch scratch;
+    AmxScratch& scratch = thread_scratch();
     if (!AmxScratch::grow(scratch.acts, scratch.acts_bytes,
                           static_cast<size_t>(groups) * ksteps * tile_bytes) ||
         (small && !AmxScratch::grow(scratch.codes, scratch.codes_bytes, kTileRows * row_bytes))) {
@@ -504,14 +513,15 @@ bool head_tiles(const Head& head, const typename Head::Weight* w, int k, int r_b
 void dense_gemm_bf16(const uint16_t* w, int k, int r_begin, int r_end, const float* x, int m,
                      int ldx, float* y, int ldy) {
     if (r_begin >= r_end || m <= 0) return;
-    if (!Bf16Head::takes(k) || !head_tiles(Bf16Head{x, ldx}, w, k, r_begin, r_end, m, y, ldy))
+    if (!head_on_tiles<Bf16Head>(k) ||
+        !head_tiles(Bf16Head{x, ldx}, w, k, r_begin, r_end, m, y, ldy))
         avx512vnni_gfni_kernels()->dense_gemm_bf16(w, k, r_begin, r_end, x, m, ldx, y, ldy);
 }
 
 void int8_gemm_i8r(const int8_t* w, const float* row_scale, int k, int r_begin, int r_end,
                    const int8_t* xq, const float* x_scale, int m, int ldx, float* y, int ldy) {
     if (r_begin >= r_end || m <= 0) return;
-    if (!Int8Head::takes(k) ||
+    if (!head_on_tiles<Int8Head>(k) ||
         !head_tiles(Int8Head{xq, x_scale, row_scale, ldx}, w, k, r_begin, r_end, m, y, ldy)) {
         avx512vnni_gfni_kernels()->int8_gemm_i8r(w, row_scale, k, r_begin, r_end, xq, x_scale, m,
                                                  ldx, y, ldy);

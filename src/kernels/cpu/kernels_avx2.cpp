@@ -222,19 +222,13 @@ inline void prefetch_tile_ahead(const uint8_t* tile, size_t row_bytes, int b) {
         _mm_prefetch(reinterpret_cast<const char*>(ahead + i * 64), _MM_HINT_T1);
 }
 
-// y[m + j][i] = float(dot - row_sum) * scale for an RT x MT tile of lane sums (the codes are
-// w + 1, so each dot exceeds w . x by the activation row's sum).
+// The outputs of an RT x MT tile of lane sums (store_ternary_dots).
 template <int RT, int MT>
 inline void store_ternary_outputs(const __m256i* acc, const QuantizedActivations& x, int m,
                                   float* y, int ldy) {
     int32_t dots[RT * MT];
     reduce_all<RT * MT>(acc, dots);
-    for (int j = 0; j < MT; ++j) {
-        const int32_t row_sum = x.row_sum[m + j];
-        const float scale = x.out_scale[m + j];
-        float* yr = y + static_cast<size_t>(m + j) * ldy;
-        for (int i = 0; i < RT; ++i) yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-    }
+    store_ternary_dots(dots, RT, MT, x, m, y, ldy);
 }
 
 constexpr int kTernaryRows = 2;  // 16 registers: 2 x 2 32-bit + 2 x 2 16-bit accumulators

@@ -331,13 +331,7 @@ inline void store_ternary_outputs(const __m512i* acc, const QuantizedActivations
     } else {
         int32_t dots[RT * MT];
         reduce_all<RT * MT>(acc, dots);
-        for (int j = 0; j < MT; ++j) {
-            const int32_t row_sum = x.row_sum[m + j];
-            const float scale = x.out_scale[m + j];
-            float* yr = y + static_cast<size_t>(m + j) * ldy;
-            for (int i = 0; i < RT; ++i)
-                yr[i] = static_cast<float>(dots[i * MT + j] - row_sum) * scale;
-        }
+        store_ternary_dots(dots, RT, MT, x, m, y, ldy);
     }
 }
 
