@@ -291,8 +291,9 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
     const bool one_token_each = static_cast<size_t>(M) == b.items.size();
     // A unit's keys and values of a few KB come from L3 (a batch's caches do not fit L2) in
     // streams too short for the hardware prefetchers to pick up, so each unit fetches the
-    // next one's while it computes. Longer streams the prefetchers find, and the caches of
-    // steps past kKvFromMemoryBytes have the kernel's own fetching ahead.
+    // next one's while it computes, on the CPUs where that pays (fetch_short_kv_). Longer
+    // streams the prefetchers find, and the caches of steps past kKvFromMemoryBytes have the
+    // kernel's own fetching ahead.
     // Unit u is part u % parts of group u / parts, which is (token, KV head) in the order above.
     // A thread's units are consecutive, so it divides once and then steps: three 64-bit
     // divisions a unit (six with the unit fetched ahead) cost the 1m model 0.1-0.2 us a step.
@@ -340,7 +341,7 @@ void ForwardPass::layer(const Batch& all, int index, float* h, std::span<const i
             }
         }
     };
-    const bool fetch_next = !b.prefetch_kv;
+    const bool fetch_next = !b.prefetch_kv && fetch_short_kv_;
     share(pool_, attention_work, share_min_work_, groups * parts, 1, [&](int64_t u0, int64_t u1) {
         thread_local std::vector<float> scratch;
         Unit unit = unit_at(u0);

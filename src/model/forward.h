@@ -39,7 +39,8 @@ class ForwardPass {
           pool_(pool),
           arena_(arena),
           reference_numerics_(reference_numerics),
-          share_min_work_(kDefaultShareMinWork) {}
+          share_min_work_(kDefaultShareMinWork),
+          fetch_short_kv_(cpu::short_kv_streams_want_fetching()) {}
 
     // Embeds, runs every layer and the head, and advances each cache by its new tokens.
     // Validates token ids and cache capacity first; on error nothing is changed.
@@ -89,6 +90,7 @@ class ForwardPass {
     Arena& arena_;
     bool reference_numerics_;
     int64_t share_min_work_;
+    bool fetch_short_kv_;  // see cpu::short_kv_streams_want_fetching
 };
 
 }  // namespace bitnet

@@ -148,6 +148,10 @@ void force_weights_stream_help(int value) {
     forced_stream_help.store(value, std::memory_order_relaxed);
 }
 
+bool short_kv_streams_want_fetching() {
+    return !cpu_features().intel;
+}
+
 const KernelTable& kernels(Isa isa) {
     const KernelTable* table = isa_supported(isa) ? built_table(isa) : nullptr;
     return table != nullptr ? *table : scalar_kernels();

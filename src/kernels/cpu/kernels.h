@@ -168,6 +168,14 @@ bool weights_stream_wants_help();
 // that tests run both paths on any CPU. Not for use while kernels run on other threads.
 void force_weights_stream_help(int value);
 
+// Whether attention should fetch the next unit's keys and values (short streams of a few KB that
+// a batch reads from L3) while it computes the current one. On the Zen 4 that made 64 sequences
+// of the 1m model 1.02-1.13x faster. Not on Intel CPUs: the burst of up to 256 prefetches fills
+// the core's line fill buffers and stalls it (on the Emerald Rapids VM, 82% of the unit loop's
+// samples sat on them), and without it the 1m model decoded faster, one thread and 64 sequences
+// alike (docs/PERFORMANCE.md, 2026-11-29).
+bool short_kv_streams_want_fetching();
+
 // Calls gemm(block, y_block) on consecutive blocks of x's rows of about equal size, each within
 // activation_block_bytes() where rows allow (at least `align` rows a block, and a multiple of
 // it but the last). Every product's sums are exact integers, so the blocks change no bits.
