@@ -164,6 +164,21 @@ TEST(EngineApiBuilder, ReportsKernelLevelAndDevice) {
     EXPECT_EQ(scalar->kernel_level(), cpu::isa_name(cpu::Isa::Scalar));
 }
 
+// Each kernel table has one public level, and each supported level runs the table it names.
+TEST(EngineApiBuilder, EveryKernelLevelNamesItsOwnTable) {
+    EXPECT_EQ(isa_for(CpuKernelLevel::Auto), cpu::select_isa());
+    for (int i = 0; i <= static_cast<int>(cpu::Isa::AMX); ++i) {
+        const auto isa = static_cast<cpu::Isa>(i);
+        const CpuKernelLevel level = level_for(isa);
+        EXPECT_NE(level, CpuKernelLevel::Auto) << cpu::isa_name(isa);
+        EXPECT_EQ(isa_for(level), isa) << cpu::isa_name(isa);
+    }
+    for (cpu::Isa isa : cpu::supported_isas()) {
+        auto engine = InferenceEngine::builder().kernel_level(level_for(isa)).threads(1).build();
+        EXPECT_EQ(engine->kernel_level(), cpu::isa_name(isa));
+    }
+}
+
 TEST(EngineApiBuilder, CudaThrowsInCpuOnlyBuild) {
     const std::string msg = expect_error(ErrorCode::UnsupportedFormat, [] {
         (void)InferenceEngine::builder().device(Device::CUDA).build();

@@ -13,6 +13,7 @@
 #include "bitnet/engine.h"
 #include "bitnet/error.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/kernel_level.h"
 
 namespace bitnet::test {
 
@@ -80,21 +81,7 @@ inline double median(std::vector<double> v) {
 }
 
 inline CpuKernelLevel level_of(cpu::Isa isa) {
-    switch (isa) {
-        case cpu::Isa::Scalar:
-            return CpuKernelLevel::Scalar;
-        case cpu::Isa::AVX2:
-            return CpuKernelLevel::AVX2;
-        case cpu::Isa::AVXVNNI:
-            return CpuKernelLevel::AVXVNNI;
-        case cpu::Isa::AVX512:
-            return CpuKernelLevel::AVX512;
-        case cpu::Isa::AVX512VNNI:
-            return CpuKernelLevel::AVX512VNNI;
-        case cpu::Isa::AMX:
-            return CpuKernelLevel::AMX;
-    }
-    return CpuKernelLevel::Scalar;
+    return level_for(isa);
 }
 
 // Passes when f throws a bitnet::Error with `code` whose message contains every needle.

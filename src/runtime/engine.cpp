@@ -7,6 +7,7 @@
 #include "model/forward.h"
 #include "model/model_impl.h"
 #include "runtime/engine_impl.h"
+#include "runtime/kernel_level.h"
 
 namespace bitnet {
 
@@ -25,26 +26,6 @@ const char* kv_cache_type_name(KVCacheType type) noexcept {
 }
 
 namespace {
-
-cpu::Isa isa_for(CpuKernelLevel level) {
-    switch (level) {
-        case CpuKernelLevel::Auto:
-            return cpu::select_isa();
-        case CpuKernelLevel::Scalar:
-            return cpu::Isa::Scalar;
-        case CpuKernelLevel::AVX2:
-            return cpu::Isa::AVX2;
-        case CpuKernelLevel::AVXVNNI:
-            return cpu::Isa::AVXVNNI;
-        case CpuKernelLevel::AVX512:
-            return cpu::Isa::AVX512;
-        case CpuKernelLevel::AVX512VNNI:
-            return cpu::Isa::AVX512VNNI;
-        case CpuKernelLevel::AMX:
-            return cpu::Isa::AMX;
-    }
-    return cpu::Isa::Scalar;
-}
 
 cpu::KvType kv_type_for(KVCacheType t) {
     switch (t) {

@@ -2,6 +2,7 @@
 
 #include "commands.h"
 #include "kernels/cpu/kernels.h"
+#include "runtime/kernel_level.h"
 
 namespace bitnet::cli {
 
@@ -31,28 +32,7 @@ EngineOptions EngineFlags::to_options() const {
     EngineOptions o;
     o.threads = threads;
     o.reference_numerics = reference_numerics;
-    if (kernel != "auto") {
-        switch (cpu::parse_isa(kernel)) {
-            case cpu::Isa::Scalar:
-                o.kernel_level = CpuKernelLevel::Scalar;
-                break;
-            case cpu::Isa::AVX2:
-                o.kernel_level = CpuKernelLevel::AVX2;
-                break;
-            case cpu::Isa::AVXVNNI:
-                o.kernel_level = CpuKernelLevel::AVXVNNI;
-                break;
-            case cpu::Isa::AVX512:
-                o.kernel_level = CpuKernelLevel::AVX512;
-                break;
-            case cpu::Isa::AVX512VNNI:
-                o.kernel_level = CpuKernelLevel::AVX512VNNI;
-                break;
-            case cpu::Isa::AMX:
-                o.kernel_level = CpuKernelLevel::AMX;
-                break;
-        }
-    }
+    if (kernel != "auto") o.kernel_level = level_for(cpu::parse_isa(kernel));
     o.kv_cache_type = kv_cache == "f16"    ? KVCacheType::F16
                       : kv_cache == "bf16" ? KVCacheType::BF16
                       : kv_cache == "i8"   ? KVCacheType::I8
