@@ -170,7 +170,7 @@ class ReferenceModelTest : public testing::TestWithParam<Param> {
     void SetUp() override {
         ref_ = &reference(GetParam().model);
         engine_ = InferenceEngine::builder()
-                      .kernel_level(level_of(GetParam().isa))
+                      .kernel_level(level_for(GetParam().isa))
                       .reference_numerics(GetParam().reference_numerics)
                       .threads(2)
                       .build();

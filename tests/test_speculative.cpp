@@ -127,7 +127,7 @@ void expect_same(const GenerationResult& plain, const GenerationResult& spec,
 class SpeculativeTest : public ::testing::TestWithParam<cpu::Isa> {
   protected:
     std::unique_ptr<InferenceEngine> engine() const {
-        return InferenceEngine::builder().threads(2).kernel_level(level_of(GetParam())).build();
+        return InferenceEngine::builder().threads(2).kernel_level(level_for(GetParam())).build();
     }
 };
 

@@ -80,10 +80,6 @@ inline double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-inline CpuKernelLevel level_of(cpu::Isa isa) {
-    return level_for(isa);
-}
-
 // Passes when f throws a bitnet::Error with `code` whose message contains every needle.
 template <typename F>
 inline testing::AssertionResult throws_error(F&& f, ErrorCode code,
