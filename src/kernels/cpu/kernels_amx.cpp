@@ -401,40 +401,25 @@ bool head_on_tiles(int k) {
     return k > kDenseGroupMaxCols && k % Head::kStep == 0;
 }
 
-// C0 += A4 x B6 and C1 += A5 x B6 (first), or C2 += A4 x B7 and C3 += A5 x B7. The tile
-// intrinsics take their tile numbers as literal text, not as template arguments.
-template <class Head, bool kFirst>
+// C0 += A4 x B6, and C1 += A5 x B6 with a second block of head rows (kTwo) (first); or C2 +=
+// A4 x B7, and C3 += A5 x B7. The tile intrinsics take their tile numbers as literal text, not
+// as template arguments.
+template <class Head, bool kFirst, bool kTwo>
 inline void head_tile_products() {
     if constexpr (std::is_same_v<Head, Bf16Head>) {
         if constexpr (kFirst) {
             _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 5, 6);
+            if constexpr (kTwo) _tile_dpbf16ps(1, 5, 6);
         } else {
             _tile_dpbf16ps(2, 4, 7);
-            _tile_dpbf16ps(3, 5, 7);
+            if constexpr (kTwo) _tile_dpbf16ps(3, 5, 7);
         }
     } else if constexpr (kFirst) {
         _tile_dpbssd(0, 4, 6);
-        _tile_dpbssd(1, 5, 6);
+        if constexpr (kTwo) _tile_dpbssd(1, 5, 6);
     } else {
         _tile_dpbssd(2, 4, 7);
-        _tile_dpbssd(3, 5, 7);
-    }
-}
-
-// C0 += A4 x B6 (first), or C2 += A4 x B7: a block of sixteen head rows alone.
-template <class Head, bool kFirst>
-inline void head_tile_product_one() {
-    if constexpr (std::is_same_v<Head, Bf16Head>) {
-        if constexpr (kFirst) {
-            _tile_dpbf16ps(0, 4, 6);
-        } else {
-            _tile_dpbf16ps(2, 4, 7);
-        }
-    } else if constexpr (kFirst) {
-        _tile_dpbssd(0, 4, 6);
-    } else {
-        _tile_dpbssd(2, 4, 7);
+        if constexpr (kTwo) _tile_dpbssd(3, 5, 7);
     }
 }
 
@@ -491,32 +476,33 @@ bool head_tiles(const Head& head, const typename Head::Weight* w, int k, int r_b
             _tile_zero(1);
             _tile_zero(2);
             _tile_zero(3);
-            for (int t = 0; t < ksteps; ++t) {
-                if (t + kHeadAhead < ksteps) {
-                    const char* a0 = blk0.a + (t + kHeadAhead) * kTileBytes;
-                    const char* a1 = blk1.a + (t + kHeadAhead) * kTileBytes;
+            // The steps with one block of head rows or two (kTwo), chosen once a pass.
+            auto steps = [&](auto two_blocks) {
+                constexpr bool kTwo = decltype(two_blocks)::value;
+                for (int t = 0; t < ksteps; ++t) {
+                    if (t + kHeadAhead < ksteps) {
+                        const char* a0 = blk0.a + (t + kHeadAhead) * kTileBytes;
+                        const char* a1 = blk1.a + (t + kHeadAhead) * kTileBytes;
 #pragma GCC unroll 16
-                    for (int i = 0; i < kTileRows; ++i) {
-                        _mm_prefetch(a0 + i * row_bytes, _MM_HINT_T0);
-                        if (two) _mm_prefetch(a1 + i * row_bytes, _MM_HINT_T0);
+                        for (int i = 0; i < kTileRows; ++i) {
+                            _mm_prefetch(a0 + i * row_bytes, _MM_HINT_T0);
+                            if constexpr (kTwo) _mm_prefetch(a1 + i * row_bytes, _MM_HINT_T0);
+                        }
+                    }
+                    _tile_loadd(4, blk0.a + t * kTileBytes, row_bytes);
+                    if constexpr (kTwo) _tile_loadd(5, blk1.a + t * kTileBytes, row_bytes);
+                    _tile_loadd(6, b0 + t * tile_bytes, kTileBytes);
+                    head_tile_products<Head, true, kTwo>();
+                    if (pair) {
+                        _tile_loadd(7, b1 + t * tile_bytes, kTileBytes);
+                        head_tile_products<Head, false, kTwo>();
                     }
                 }
-                _tile_loadd(4, blk0.a + t * kTileBytes, row_bytes);
-                _tile_loadd(6, b0 + t * tile_bytes, kTileBytes);
-                if (two) {
-                    _tile_loadd(5, blk1.a + t * kTileBytes, row_bytes);
-                    head_tile_products<Head, true>();
-                } else {
-                    head_tile_product_one<Head, true>();
-                }
-                if (pair) {
-                    _tile_loadd(7, b1 + t * tile_bytes, kTileBytes);
-                    if (two) {
-                        head_tile_products<Head, false>();
-                    } else {
-                        head_tile_product_one<Head, false>();
-                    }
-                }
+            };
+            if (two) {
+                steps(std::true_type{});
+            } else {
+                steps(std::false_type{});
             }
             _tile_stored(0, c[0], kTileBytes);
             if (two) _tile_stored(1, c[1], kTileBytes);
