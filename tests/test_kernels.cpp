@@ -414,6 +414,24 @@ TEST_P(KernelTest, TernaryGemmRowRanges) {
     }
 }
 
+// Products of 3 to 32 activation rows over rows of more than 512 columns run on AMX tiles a
+// block of codes at a time where the CPU has them (two groups of activation rows past sixteen):
+// step counts that end inside a block (520, 2600 columns), ranges that start and end inside the
+// tiles' sixteen matrix rows, and the batch sizes around each group's edge and the panels'.
+TEST_P(KernelTest, TernaryGemmFewRowsInBlocks) {
+    for (const Storage layout : kLayouts) {
+        for (int cols : {520, 767, 1024, 2600}) {
+            for (int batch : {2, 3, 4, 8, 15, 16, 17, 23, 32, 33}) {
+                const TernaryProblem p(47, cols, batch, 8100u + 5u * cols + batch, layout);
+                for (const auto& [b, e] : std::vector<std::pair<int, int>>{
+                         {0, 47}, {1, 46}, {16, 32}, {5, 6}, {17, 47}}) {
+                    check_ternary(k(), p, b, e);
+                }
+            }
+        }
+    }
+}
+
 // Where weights_stream_wants_help(), the GEMVs over weights from memory read rows side by side
 // and prefetch: the same bits either way, at every level and whatever this CPU is.
 TEST_P(KernelTest, MemoryGemvsGiveTheSameBitsEitherWay) {

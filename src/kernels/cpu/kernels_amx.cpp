@@ -1,9 +1,9 @@
 // AMX kernels (Intel Sapphire Rapids and later): the AVX-512 VNNI level with its 2-bit codes
-// extracted by GFNI (avx512vnni_gfni_kernels), and ternary products of many activation rows on
-// the tile unit. One TDPBUSD multiplies 16 matrix rows by 16 activation rows over 64 columns
-// (16,384 multiply-adds), where a vpdpbusd does 64; the int32 sums are exact, so every result has
-// the same bits as the other levels.
-// As in kernels_avx512.cpp: only intrinsics, C library calls and always-inlined helpers here.
+// extracted by GFNI (avx512vnni_gfni_kernels), and ternary products of three activation rows or
+// more on the tile unit. One TDPBUSD multiplies 16 matrix rows by 16 activation rows over 64
+// columns (16,384 multiply-adds), where a vpdpbusd does 64; the int32 sums are exact, so every
+// result has the same bits as the other levels. As in kernels_avx512.cpp: only intrinsics, C
+// library calls and always-inlined helpers here.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"  // GCC bug 105593, see kernels_avx512.cpp
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -20,11 +20,16 @@
 namespace bitnet::cpu {
 namespace {
 
-// Fewer activation rows leave tiles empty while every panel of matrix rows still costs the
-// unpacking of its codes: those products stay on the VNNI kernels. Measured on a Xeon (Emerald
-// Rapids, 2 vCPUs, 2,560-column products), AMX against VNNI: 0.4-0.6x at 8 rows, 0.9-1.1x at
-// 16, 1.3-2.9x at 32, 1.8-3.3x at 128.
-constexpr int kAmxMinRows = 24;
+// Products of many activation rows (prompts) unpack whole panels of codes, each used by every
+// group of sixteen activation rows (ternary_gemm_tiles). Fewer rows leave that unpacking too
+// little to share: on a Xeon (Emerald Rapids, 2 vCPUs, 2,560-column products) those tiles ran
+// at 0.4-0.6x the VNNI kernels at 8 rows, 0.9-1.1x at 16, 1.3-2.9x at 32, 1.8-3.3x at 128.
+constexpr int kAmxMinRows = 33;
+// From three to 32 activation rows (decoding batches, speculative drafts) the codes go through
+// L1 a block at a time instead (ternary_gemm_streamed). A first version of it against the VNNI
+// tiles, 2,560 columns, on the same VM (2026-11-29): 1.05x at 2 rows, 1.3x at 3, 1.6x at 4,
+// 2.9x at 8, 3.5x at 16; at 32 rows 594-860 G multiply-adds/s against the panels' 308-497.
+constexpr int kAmxStreamMinRows = 3;
 // Rows of up to this many columns (a small model's) stay on the VNNI short panels, which need no
 // transposed activations and no tile configuration a call: the 1m model's 128-token prompt ran
 // at 79,000-83,000 tok/s on tiles against 78,000-91,000.
@@ -127,6 +132,198 @@ inline int min_int(int a, int b) {
     return a < b ? a : b;
 }
 
+// Activation rows [m0, m0 + n) (n <= 16) as B tiles of n columns: step t is the tile at
+// t * 64 n, whose row g holds columns 4g .. 4g + 3 of each row (4 n bytes). The tile unit's time
+// for a product follows the width of B, so a batch of eight rows takes half a 16-column tile's.
+void tile_activations_narrow(const int8_t* q, int m0, int n, size_t stride, int ksteps,
+                             int8_t* out) {
+    const __mmask16 lanes = static_cast<__mmask16>((1u << n) - 1);
+    const size_t tile_bytes = static_cast<size_t>(kTileRows) * 4 * n;
+    for (int t = 0; t < ksteps; ++t) {
+        __m512i in[16], tr[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i) {
+            in[i] = i < n ? _mm512_loadu_si512(q + (m0 + i) * stride + t * kTileBytes)
+                          : _mm512_setzero_si512();
+        }
+        transpose16_epi32(in, tr);
+        int8_t* tile = out + t * tile_bytes;
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; ++g) _mm512_mask_storeu_epi32(tile + g * 4 * n, lanes, tr[g]);
+    }
+}
+
+// Where a panel of sixteen matrix rows starts in a ternary matrix: each row's first block and the
+// step to its next one, found once a panel (through block() at every block they took a third of
+// the streamed kernel's time). Rows past the range read a zero block; their sums are not stored.
+struct PanelRows {
+    const uint8_t* at[kTileRows];
+    size_t step[kTileRows];
+    void find(const TernaryMatrixView& w, int r, int rows) {
+        alignas(64) static const uint8_t zero_block[64] = {};
+        for (int i = 0; i < kTileRows; ++i) {
+            at[i] = i < rows ? w.block(r + i, 0) : zero_block;
+            step[i] = i < rows ? w.block_step(r + i) : 0;
+        }
+    }
+};
+
+// One block's products (up to five 64-column steps) into C tiles c0 (activation rows 0-15) and
+// c1 (16-31) from A tile a. Panels alternate between two sets of tile numbers, so that a panel's
+// sums leave their tiles while the next one runs; the B tiles (2: rows 0-15, 4: rows 16-31) are
+// the same for all. A macro: the tile intrinsics take their tile numbers as literal text.
+#define BITNET_STREAMED_PRODUCTS(c0, c1, a, codes, b0, b1, n0, n1, first_step, steps) \
+    for (int s_ = 0; s_ < (steps); ++s_) {                                            \
+        const size_t t_ = static_cast<size_t>((first_step) + s_);                     \
+        _tile_loadd(a, (codes) + s_ * kTileRows * kTileBytes, kTileBytes);            \
+        _tile_loadd(2, (b0) + t_ * kTileRows * 4 * (n0), 4 * (n0));                   \
+        _tile_dpbusd(c0, a, 2);                                                       \
+        if ((n1) > 0) {                                                               \
+            _tile_loadd(4, (b1) + t_ * kTileRows * 4 * (n1), 4 * (n1));               \
+            _tile_dpbusd(c1, a, 4);                                                   \
+        }                                                                             \
+    }
+
+// Products of kAmxStreamMinRows to 32 activation rows, as one stream of blocks: the 64-byte
+// block of sixteen matrix rows' codes unpacked into four A tiles in L1 (five in Trits5; Bits2 by
+// GFNI, one instruction a step of 64 codes) while the tile unit multiplies the block before,
+// whose codes have left the store buffer by then (unpacking a block and loading it into tiles
+// right after ran at half the speed: the tile loads waited on the stores). A panel's sums are
+// written out one panel later, for the same reason. The activations are B tiles of up to
+// sixteen rows (two groups past sixteen), read once for each panel. False, having done nothing,
+// when the scratch could not be allocated.
+bool ternary_gemm_streamed(const TernaryMatrixView& w, int r_begin, int r_end,
+                           const QuantizedActivations& x, float* y, int ldy) {
+    const bool trits5 = w.layout == TernaryLayout::Trits5;
+    const int per_block = trits5 ? 5 : 4;  // 64-column steps a 64-byte block holds
+    const int ksteps = round_up(w.cols, 64) / 64;
+    const int n_blocks = (ksteps + per_block - 1) / per_block;
+    const int n0 = min_int(x.rows, kTileRows), n1 = x.rows - n0;  // n1 <= 16
+    const size_t b0_bytes = static_cast<size_t>(ksteps) * kTileRows * 4 * n0;
+    const size_t b1_bytes = static_cast<size_t>(ksteps) * kTileRows * 4 * n1;
+    const size_t block_codes = static_cast<size_t>(per_block) * kTileRows * kTileBytes;
+    AmxScratch& scratch = thread_scratch();
+    if (!AmxScratch::grow(scratch.codes, scratch.codes_bytes, 2 * block_codes) ||
+        !AmxScratch::grow(scratch.acts, scratch.acts_bytes, round_up(b0_bytes + b1_bytes, 64))) {
+        return false;
+    }
+    const int8_t* const b0 = scratch.acts;
+    const int8_t* const b1 = scratch.acts + b0_bytes;
+    tile_activations_narrow(x.q, 0, n0, static_cast<size_t>(x.stride), ksteps, scratch.acts);
+    if (n1 > 0) {
+        tile_activations_narrow(x.q, kTileRows, n1, static_cast<size_t>(x.stride), ksteps,
+                                scratch.acts + b0_bytes);
+    }
+    TileConfig config;
+    auto tile_shape = [&](int t, int bytes) {
+        config.rows[t] = kTileRows;
+        config.bytes_per_row[t] = static_cast<uint16_t>(bytes);
+    };
+    for (int t : {0, 5, 2}) tile_shape(t, 4 * n0);
+    for (int t : {1, 7}) tile_shape(t, kTileBytes);
+    if (n1 > 0) {
+        for (int t : {3, 6, 4}) tile_shape(t, 4 * n1);
+    }
+    _tile_loadconfig(&config);
+    // Bits2: step s's codes are bits 2s, 2s + 1 of each byte (see gf2p8affine in
+    // kernels_avx512.cpp). Trits5: (m >= 86) + (m >= 171) of m, then m = 3m (see ternary5_tile).
+    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
+    const __m512i t1 = _mm512_set1_epi8(86), t2 = _mm512_set1_epi8(static_cast<char>(171));
+    __m512i code_matrix[4];
+#pragma GCC unroll 4
+    for (int s = 0; s < 4; ++s) {
+        code_matrix[s] = _mm512_set1_epi64(static_cast<long long>(
+            (uint64_t{1} << (2 * s)) << 56 | (uint64_t{1} << (2 * s + 1)) << 48));
+    }
+    // Weights from memory: each block also fetches the same block of the panel after next.
+    const bool fetch = static_cast<size_t>(w.rows) * w.row_bytes() >= (size_t{1} << 20);
+    const int n_panels = (r_end - r_begin + kTileRows - 1) / kTileRows;
+    auto panel_start = [&](int p) { return r_begin + p * kTileRows; };
+    auto panel_rows = [&](int p) { return min_int(r_end - panel_start(p), kTileRows); };
+    PanelRows rows[3];  // of panels p % 3: the one in the tiles, the next one, the one after
+    for (int p = 0; p < 3 && p < n_panels; ++p) rows[p].find(w, panel_start(p), panel_rows(p));
+
+    auto unpack = [&](int p, int b, int8_t* a) __attribute__((always_inline)) {
+        const PanelRows& pr = rows[p % 3];
+        const PanelRows& ahead = rows[(p + 2) % 3];
+        const bool fetch_ahead = fetch && p + 2 < n_panels;
+#pragma GCC unroll 16
+        for (int i = 0; i < kTileRows; ++i) {
+            __m512i v = _mm512_loadu_si512(pr.at[i] + b * pr.step[i]);
+            if (fetch_ahead) {
+                _mm_prefetch(reinterpret_cast<const char*>(ahead.at[i] + b * ahead.step[i]),
+                             _MM_HINT_T0);
+            }
+            int8_t* row = a + i * kTileBytes;
+            if (trits5) {
+#pragma GCC unroll 5
+                for (int s = 0; s < 5; ++s) {
+                    const __m512i c = _mm512_mask_mov_epi8(
+                        _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(v, t1), one),
+                        _mm512_cmpge_epu8_mask(v, t2), two);
+                    _mm512_store_si512(row + s * kTileRows * kTileBytes, c);
+                    v = _mm512_add_epi8(v, _mm512_add_epi8(v, v));
+                }
+            } else {
+#pragma GCC unroll 4
+                for (int s = 0; s < 4; ++s) {
+                    _mm512_store_si512(row + s * kTileRows * kTileBytes,
+                                       _mm512_gf2p8affine_epi64_epi8(v, code_matrix[s], 0));
+                }
+            }
+        }
+    };
+    auto products = [&](bool odd, int b, const int8_t* a) __attribute__((always_inline)) {
+        const int steps = min_int(per_block, ksteps - per_block * b);
+        if (odd) {
+            BITNET_STREAMED_PRODUCTS(5, 6, 7, a, b0, b1, n0, n1, per_block * b, steps)
+        } else {
+            BITNET_STREAMED_PRODUCTS(0, 3, 1, a, b0, b1, n0, n1, per_block * b, steps)
+        }
+    };
+    alignas(64) int32_t c[2][2][kTileRows * kTileRows] = {};  // [panel % 2][group]
+    auto write_out = [&](int p) {
+        const int r = panel_start(p), n = panel_rows(p);
+        store_tile_outputs(c[p & 1][0], x, 0, n0, r, n, y, ldy);
+        if (n1 > 0) store_tile_outputs(c[p & 1][1], x, kTileRows, n1, r, n, y, ldy);
+    };
+    // Panel by panel, each block's products after unpacking the next block (the next panel's
+    // first one after a panel's last).
+    unpack(0, 0, scratch.codes);
+    for (int p = 0; p < n_panels; ++p) {
+        const bool odd = p & 1;
+        if (odd) {
+            _tile_zero(5);
+            if (n1 > 0) _tile_zero(6);
+        } else {
+            _tile_zero(0);
+            if (n1 > 0) _tile_zero(3);
+        }
+        for (int b = 0; b < n_blocks; ++b) {
+            const int k = p * n_blocks + b;  // blocks so far: the codes' buffer
+            if (b + 1 < n_blocks) {
+                unpack(p, b + 1, scratch.codes + ((k + 1) & 1) * block_codes);
+            } else if (p + 1 < n_panels) {
+                unpack(p + 1, 0, scratch.codes + ((k + 1) & 1) * block_codes);
+            }
+            products(odd, b, scratch.codes + (k & 1) * block_codes);
+            if (b == 0 && p > 0) write_out(p - 1);
+        }
+        if (odd) {
+            _tile_stored(5, c[1][0], kTileBytes);
+            if (n1 > 0) _tile_stored(6, c[1][1], kTileBytes);
+        } else {
+            _tile_stored(0, c[0][0], kTileBytes);
+            if (n1 > 0) _tile_stored(3, c[0][1], kTileBytes);
+        }
+        if (p + 3 < n_panels) rows[p % 3].find(w, panel_start(p + 3), panel_rows(p + 3));
+    }
+    write_out(n_panels - 1);
+    _tile_release();
+    return true;
+}
+#undef BITNET_STREAMED_PRODUCTS
+
 // False, having done nothing, when its scratch could not be allocated.
 bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
                         const QuantizedActivations& x, float* y, int ldy) {
@@ -224,6 +421,10 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
 
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
+    if (x.rows >= kAmxStreamMinRows && x.rows < kAmxMinRows && w.cols >= kAmxMinCols &&
+        r_begin < r_end && ternary_gemm_streamed(w, r_begin, r_end, x, y, ldy)) {
+        return;
+    }
     if (x.rows < kAmxMinRows || w.cols < kAmxMinCols || r_begin >= r_end) {
         return avx512vnni_gfni_kernels()->ternary_gemm(w, r_begin, r_end, x, y, ldy);
     }
