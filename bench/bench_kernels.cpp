@@ -405,22 +405,20 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t peak_vnni(int32_t
     __m512i c0 = _mm512_set1_epi32(seed), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
             c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
     const __m512i a = _mm512_set1_epi8(static_cast<char>(seed | 1)), b = _mm512_set1_epi8(3);
+    // Eight chains a statement: an asm takes at most 30 operands.
+    auto eight = [&](__m512i & d0, __m512i & d1, __m512i & d2, __m512i & d3, __m512i & d4,
+                     __m512i & d5, __m512i & d6, __m512i & d7) __attribute__((always_inline)) {
+        __asm__ volatile(
+            "vpdpbusd %[b], %[a], %0\n\tvpdpbusd %[b], %[a], %1\n\t"
+            "vpdpbusd %[b], %[a], %2\n\tvpdpbusd %[b], %[a], %3\n\t"
+            "vpdpbusd %[b], %[a], %4\n\tvpdpbusd %[b], %[a], %5\n\t"
+            "vpdpbusd %[b], %[a], %6\n\tvpdpbusd %[b], %[a], %7"
+            : "+v"(d0), "+v"(d1), "+v"(d2), "+v"(d3), "+v"(d4), "+v"(d5), "+v"(d6), "+v"(d7)
+            : [a] "v"(a), [b] "v"(b));
+    };
     for (int64_t n = 0; n < kPeakSteps; ++n) {
-        // Two statements of eight: an asm takes at most 30 operands.
-        __asm__ volatile(
-            "vpdpbusd %[b], %[a], %0\n\tvpdpbusd %[b], %[a], %1\n\t"
-            "vpdpbusd %[b], %[a], %2\n\tvpdpbusd %[b], %[a], %3\n\t"
-            "vpdpbusd %[b], %[a], %4\n\tvpdpbusd %[b], %[a], %5\n\t"
-            "vpdpbusd %[b], %[a], %6\n\tvpdpbusd %[b], %[a], %7"
-            : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7)
-            : [a] "v"(a), [b] "v"(b));
-        __asm__ volatile(
-            "vpdpbusd %[b], %[a], %0\n\tvpdpbusd %[b], %[a], %1\n\t"
-            "vpdpbusd %[b], %[a], %2\n\tvpdpbusd %[b], %[a], %3\n\t"
-            "vpdpbusd %[b], %[a], %4\n\tvpdpbusd %[b], %[a], %5\n\t"
-            "vpdpbusd %[b], %[a], %6\n\tvpdpbusd %[b], %[a], %7"
-            : "+v"(c8), "+v"(c9), "+v"(c10), "+v"(c11), "+v"(c12), "+v"(c13), "+v"(c14), "+v"(c15)
-            : [a] "v"(a), [b] "v"(b));
+        eight(c0, c1, c2, c3, c4, c5, c6, c7);
+        eight(c8, c9, c10, c11, c12, c13, c14, c15);
     }
     const __m512i acc[kPeakChains] = {c0, c1, c2,  c3,  c4,  c5,  c6,  c7,
                                       c8, c9, c10, c11, c12, c13, c14, c15};

@@ -89,21 +89,27 @@ AmxScratch& thread_scratch() {
     return scratch;
 }
 
-// Int8 activation rows [0, rows) (row i at q + i * stride) as B tiles: group j of sixteen rows,
-// step t (64 columns) is the tile at (j * ksteps + t) * 1024, whose row g holds columns 4g ..
-// 4g + 3 of each of the sixteen activation rows (zero past rows).
+// Columns 64t .. 64t + 63 of activation rows [m0, m0 + n) (n <= 16, row i at q + i * stride) as
+// sixteen vectors: vector g holds columns 4g .. 4g + 3 of each row, one row a dword (zero past n).
+inline void activation_quads(const int8_t* q, int m0, int n, size_t stride, int t, __m512i* out) {
+    __m512i in[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+        in[i] = i < n ? _mm512_loadu_si512(q + (m0 + i) * stride + t * kTileBytes)
+                      : _mm512_setzero_si512();
+    }
+    transpose16_epi32(in, out);
+}
+
+// Int8 activation rows [0, rows) as B tiles: group j of sixteen rows, step t (64 columns) is the
+// tile at (j * ksteps + t) * 1024, whose row g is activation_quads' vector g.
 void tile_activations(const int8_t* q, int rows, size_t stride, int ksteps, int8_t* out) {
     for (int j = 0; j * kTileRows < rows; ++j) {
         const int m0 = j * kTileRows;
         const int n = rows - m0 < kTileRows ? rows - m0 : kTileRows;
         for (int t = 0; t < ksteps; ++t) {
-            __m512i in[16], tr[16];
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; ++i) {
-                in[i] = i < n ? _mm512_loadu_si512(q + (m0 + i) * stride + t * kTileBytes)
-                              : _mm512_setzero_si512();
-            }
-            transpose16_epi32(in, tr);
+            __m512i tr[16];
+            activation_quads(q, m0, n, stride, t, tr);
             int8_t* tile = out + (static_cast<size_t>(j) * ksteps + t) * kTileRows * kTileBytes;
 #pragma GCC unroll 16
             for (int g = 0; g < 16; ++g) _mm512_store_si512(tile + g * kTileBytes, tr[g]);
@@ -140,13 +146,8 @@ void tile_activations_narrow(const int8_t* q, int m0, int n, size_t stride, int 
     const __mmask16 lanes = static_cast<__mmask16>((1u << n) - 1);
     const size_t tile_bytes = static_cast<size_t>(kTileRows) * 4 * n;
     for (int t = 0; t < ksteps; ++t) {
-        __m512i in[16], tr[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) {
-            in[i] = i < n ? _mm512_loadu_si512(q + (m0 + i) * stride + t * kTileBytes)
-                          : _mm512_setzero_si512();
-        }
-        transpose16_epi32(in, tr);
+        __m512i tr[16];
+        activation_quads(q, m0, n, stride, t, tr);
         int8_t* tile = out + t * tile_bytes;
 #pragma GCC unroll 16
         for (int g = 0; g < 16; ++g) _mm512_mask_storeu_epi32(tile + g * 4 * n, lanes, tr[g]);
