@@ -397,7 +397,8 @@ void bench_decode_step(benchmark::State& state, Isa isa, const std::string& shap
 // Sixteen chains, since a chain's latency (about six cycles on Emerald Rapids) times two
 // vpdpbusd a cycle needs twelve or more in flight. Through the assembler: from the intrinsic,
 // GCC 12 copied every accumulator to another register and back each step, sixteen moves that
-// took the same ports, so this figure read 150-280 G/s where the core does 300-350 (2026-11-29).
+// took the same ports, so this figure read 150-300 G/s from run to run where this loop reads
+// 300-340 (2026-11-29).
 constexpr int kPeakChains = 16;
 constexpr int64_t kPeakSteps = 1 << 14;
 

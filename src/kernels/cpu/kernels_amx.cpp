@@ -200,12 +200,13 @@ bool ternary_gemm_streamed(const TernaryMatrixView& w, int r_begin, int r_end,
     const int ksteps = round_up(w.cols, 64) / 64;
     const int n_blocks = (ksteps + per_block - 1) / per_block;
     const int n0 = min_int(x.rows, kTileRows), n1 = x.rows - n0;  // n1 <= 16
+    // Multiples of 64 bytes, as AmxScratch::grow wants.
     const size_t b0_bytes = static_cast<size_t>(ksteps) * kTileRows * 4 * n0;
     const size_t b1_bytes = static_cast<size_t>(ksteps) * kTileRows * 4 * n1;
     const size_t block_codes = static_cast<size_t>(per_block) * kTileRows * kTileBytes;
     AmxScratch& scratch = thread_scratch();
     if (!AmxScratch::grow(scratch.codes, scratch.codes_bytes, 2 * block_codes) ||
-        !AmxScratch::grow(scratch.acts, scratch.acts_bytes, round_up(b0_bytes + b1_bytes, 64))) {
+        !AmxScratch::grow(scratch.acts, scratch.acts_bytes, b0_bytes + b1_bytes)) {
         return false;
     }
     const int8_t* const b0 = scratch.acts;
