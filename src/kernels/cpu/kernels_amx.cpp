@@ -26,9 +26,10 @@ namespace {
 // at 0.4-0.6x the VNNI kernels at 8 rows, 0.9-1.1x at 16, 1.3-2.9x at 32, 1.8-3.3x at 128.
 constexpr int kAmxMinRows = 33;
 // From three to 32 activation rows (decoding batches, speculative drafts) the codes go through
-// L1 a block at a time instead (ternary_gemm_streamed). A first version of it against the VNNI
-// tiles, 2,560 columns, on the same VM (2026-11-29): 1.05x at 2 rows, 1.3x at 3, 1.6x at 4,
-// 2.9x at 8, 3.5x at 16; at 32 rows 594-860 G multiply-adds/s against the panels' 308-497.
+// L1 a block at a time instead (ternary_gemm_streamed). Its loop against the VNNI tiles in a
+// microbenchmark on the same VM (2,560 columns, 2026-11-29): 1.05x at 2 rows, 1.3x at 3, 1.6x at
+// 4, 2.9x at 8, 3.5x at 16. At 32 rows against the panels, three pairs each: o 335-750 against
+// 323-471 G multiply-adds/s, gate_up 316-594 against 309-497, down 795-860 against 383-480.
 constexpr int kAmxStreamMinRows = 3;
 // Rows of up to this many columns (a small model's) stay on the VNNI short panels, which need no
 // transposed activations and no tile configuration a call: the 1m model's 128-token prompt ran
