@@ -228,16 +228,9 @@ bool ternary_gemm_streamed(const TernaryMatrixView& w, int r_begin, int r_end,
         for (int t : {3, 6, 4}) tile_shape(t, 4 * n1);
     }
     _tile_loadconfig(&config);
-    // Bits2: step s's codes are bits 2s, 2s + 1 of each byte (see gf2p8affine in
-    // kernels_avx512.cpp). Trits5: (m >= 86) + (m >= 171) of m, then m = 3m (see ternary5_tile).
-    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
-    const __m512i t1 = _mm512_set1_epi8(86), t2 = _mm512_set1_epi8(static_cast<char>(171));
     __m512i code_matrix[4];
 #pragma GCC unroll 4
-    for (int s = 0; s < 4; ++s) {
-        code_matrix[s] = _mm512_set1_epi64(static_cast<long long>(
-            (uint64_t{1} << (2 * s)) << 56 | (uint64_t{1} << (2 * s + 1)) << 48));
-    }
+    for (int s = 0; s < 4; ++s) code_matrix[s] = gfni_code_matrix(s);
     // Weights from memory: each block also fetches the same block of the panel after next.
     const bool fetch = static_cast<size_t>(w.rows) * w.row_bytes() >= (size_t{1} << 20);
     const int n_panels = (r_end - r_begin + kTileRows - 1) / kTileRows;
@@ -261,11 +254,8 @@ bool ternary_gemm_streamed(const TernaryMatrixView& w, int r_begin, int r_end,
             if (trits5) {
 #pragma GCC unroll 5
                 for (int s = 0; s < 5; ++s) {
-                    const __m512i c = _mm512_mask_mov_epi8(
-                        _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(v, t1), one),
-                        _mm512_cmpge_epu8_mask(v, t2), two);
-                    _mm512_store_si512(row + s * kTileRows * kTileBytes, c);
-                    v = _mm512_add_epi8(v, _mm512_add_epi8(v, v));
+                    _mm512_store_si512(row + s * kTileRows * kTileBytes, trits5_codes(v));
+                    v = trits5_next(v);
                 }
             } else {
 #pragma GCC unroll 4
@@ -424,19 +414,22 @@ bool ternary_gemm_tiles(const TernaryMatrixView& w, int r_begin, int r_end,
 
 void ternary_gemm(const TernaryMatrixView& w, int r_begin, int r_end, const QuantizedActivations& x,
                   float* y, int ldy) {
-    if (x.rows >= kAmxStreamMinRows && x.rows < kAmxMinRows && w.cols >= kAmxMinCols &&
-        r_begin < r_end && ternary_gemm_streamed(w, r_begin, r_end, x, y, ldy)) {
+    const KernelTable* vnni = avx512vnni_gfni_kernels();
+    if (x.rows < kAmxStreamMinRows || w.cols < kAmxMinCols || r_begin >= r_end) {
+        return vnni->ternary_gemm(w, r_begin, r_end, x, y, ldy);
+    }
+    if (x.rows < kAmxMinRows) {
+        if (!ternary_gemm_streamed(w, r_begin, r_end, x, y, ldy)) {
+            vnni->ternary_gemm(w, r_begin, r_end, x, y, ldy);
+        }
         return;
     }
-    if (x.rows < kAmxMinRows || w.cols < kAmxMinCols || r_begin >= r_end) {
-        return avx512vnni_gfni_kernels()->ternary_gemm(w, r_begin, r_end, x, y, ldy);
-    }
-    for_activation_blocks(
-        x, y, ldy, 2 * kTileRows, [&](const QuantizedActivations& block, float* yb) {
-            if (!ternary_gemm_tiles(w, r_begin, r_end, block, yb, ldy)) {
-                avx512vnni_gfni_kernels()->ternary_gemm(w, r_begin, r_end, block, yb, ldy);
-            }
-        });
+    for_activation_blocks(x, y, ldy, 2 * kTileRows,
+                          [&](const QuantizedActivations& block, float* yb) {
+                              if (!ternary_gemm_tiles(w, r_begin, r_end, block, yb, ldy)) {
+                                  vnni->ternary_gemm(w, r_begin, r_end, block, yb, ldy);
+                              }
+                          });
 }
 
 // ---- heads on tiles: bf16, and int8 rows with int8 activations ----------------------------

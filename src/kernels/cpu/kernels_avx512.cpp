@@ -371,10 +371,7 @@ inline void ternary_tile(const TernaryMatrixView& w, int r, const QuantizedActiv
     const __m512i mask3 = _mm512_set1_epi8(3);
     __m512i code_matrix[4];
     if constexpr (kGfni) {
-        for (int s = 0; s < 4; ++s) {
-            code_matrix[s] = _mm512_set1_epi64(static_cast<long long>(
-                (uint64_t{1} << (2 * s)) << 56 | (uint64_t{1} << (2 * s + 1)) << 48));
-        }
+        for (int s = 0; s < 4; ++s) code_matrix[s] = gfni_code_matrix(s);
     }
 #if !BITNET_VNNI
     const __m512i ones = _mm512_set1_epi16(1);

@@ -12,14 +12,30 @@
 namespace bitnet::cpu {
 namespace {
 
+// Trits5: the codes of a block's step from its running bytes m, (m >= 86) + (m >= 171); the
+// next step's bytes are 3m (bytewise, mod 256). See ternary5_tile in kernels_avx512.cpp.
+inline __m512i trits5_codes(__m512i m) {
+    return _mm512_mask_mov_epi8(
+        _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(m, _mm512_set1_epi8(86)), _mm512_set1_epi8(1)),
+        _mm512_cmpge_epu8_mask(m, _mm512_set1_epi8(static_cast<char>(171))), _mm512_set1_epi8(2));
+}
+inline __m512i trits5_next(__m512i m) {
+    return _mm512_add_epi8(m, _mm512_add_epi8(m, m));
+}
+
+// Bits2 with GFNI: the bit matrix of vgf2p8affineqb that takes step s's codes (bits 2s, 2s + 1
+// of each byte) to bits 0, 1 (row i of the matrix is byte 7 - i of each quadword).
+inline __m512i gfni_code_matrix(int s) {
+    return _mm512_set1_epi64(static_cast<long long>((uint64_t{1} << (2 * s)) << 56 |
+                                                    (uint64_t{1} << (2 * s + 1)) << 48));
+}
+
 // Codes (0..2) of matrix rows [r, r + rows) into panel rows of ksteps * 64 bytes.
 inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps, int8_t* panel) {
     const bool trits5 = w.layout == TernaryLayout::Trits5;
     const int per_block = trits5 ? 5 : 4;
     const int n_blocks = w.cols_padded / (trits5 ? kTernary5Block : kTernaryBlock);
     const __m512i mask3 = _mm512_set1_epi8(3);
-    const __m512i one = _mm512_set1_epi8(1), two = _mm512_set1_epi8(2);
-    const __m512i t1 = _mm512_set1_epi8(86), t2 = _mm512_set1_epi8(static_cast<char>(171));
     for (int i = 0; i < rows; ++i) {
         const uint8_t* wr = w.block(r + i, 0);
         const size_t block_step = w.block_step(r + i);
@@ -30,10 +46,8 @@ inline void unpack_panel(const TernaryMatrixView& w, int r, int rows, int ksteps
             for (int s = 0; s < per_block && t < ksteps; ++s, ++t) {
                 __m512i c;
                 if (trits5) {
-                    c = _mm512_mask_mov_epi8(
-                        _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(v, t1), one),
-                        _mm512_cmpge_epu8_mask(v, t2), two);
-                    v = _mm512_add_epi8(v, _mm512_add_epi8(v, v));
+                    c = trits5_codes(v);
+                    v = trits5_next(v);
                 } else {
                     c = _mm512_and_si512(v, mask3);
                     v = _mm512_srli_epi16(v, 2);
